@@ -1,0 +1,73 @@
+"""Defaults shared by every config: the official CREMA model and training recipe.
+
+Every knob of the method is a field here (SPEC sections 2-6); the other config files
+override what differs. Not meant to be run directly.
+"""
+
+import ml_collections
+
+
+def get_config():
+    config = ml_collections.ConfigDict()
+    config.name = "default"
+    config.seed = 0
+
+    # Data: what each training example contains (SPEC section 4).
+    config.data = ml_collections.ConfigDict()
+    config.data.dataset_dir = ""  # A prepared TFRecord dataset (data/prepare.py).
+    config.data.image_size = 128
+    config.data.motion_frames = 2  # m_x
+    config.data.audio_context = 2  # m_y: audio window is frames k-m_y .. k+m_y
+    config.data.grayscale_motion = False
+    config.data.audio_dim = 256  # per-frame embedding size (256 for the SDA encoder)
+    config.data.audio_encoder = "sda"
+    # Whose landmarks define the lip-loss box: "target" (the paper) or "identity"
+    # (the official code's behaviour, a bug kept for reproduction).
+    config.data.lip_box_source = "target"
+    config.data.lip_box_margin = 5
+
+    # Model (SPEC section 2). Input channels follow from the data fields.
+    config.model = ml_collections.ConfigDict()
+    config.model.model_channels = 256
+    config.model.channel_mult = (1, 2, 3)
+    config.model.num_res_blocks = 2
+    config.model.attention_resolutions = (32,)  # feature-map size in pixels
+    config.model.head_channels = 64
+    config.model.dropout = 0.1
+    config.model.out_channels = 6  # eps and v (learned-range variance)
+    config.model.resblock_updown = True
+    config.model.num_groups = 32
+    config.model.dtype = "float32"  # compute dtype; "bfloat16" for mixed precision
+    config.model.param_dtype = "float32"
+
+    # Diffusion (SPEC section 3).
+    config.diffusion = ml_collections.ConfigDict()
+    config.diffusion.num_timesteps = 1000
+    config.diffusion.schedule = "cosine"  # or "linear"
+    config.diffusion.lambda_vlb = 1e-4
+    config.diffusion.lambda_ls = 0.2
+
+    # Optimisation (SPEC section 4).
+    config.optim = ml_collections.ConfigDict()
+    config.optim.lr = 5e-5
+    config.optim.b1 = 0.9
+    config.optim.b2 = 0.999
+    config.optim.eps = 1e-8
+    config.optim.decay_factor = 0.8
+    config.optim.num_decays = 18
+    config.optim.warmup_steps = 0
+    config.optim.grad_clip = 0.0  # 0 disables clipping
+    config.optim.ema_decay = 0.0  # 0 disables EMA (the official run had none)
+
+    config.train = ml_collections.ConfigDict()
+    config.train.batch_size = 80  # global
+    config.train.num_steps = 1_000_000
+
+    # Sampling (SPEC section 6).
+    config.sampling = ml_collections.ConfigDict()
+    config.sampling.steps = 100
+    config.sampling.sampler = "ddpm"  # or "ddim"
+    config.sampling.eta = 0.0  # DDIM only
+    config.sampling.stabilize = False
+    config.sampling.stabilize_every = 15
+    return config

