@@ -19,6 +19,8 @@ INSTALL_REQUIRES = [
     "numpy>=2.0,<2.5",
     "tensorflow-cpu==2.21.0",
     "tensorflow-datasets==4.9.10",
+    # Imported by tensorflow-datasets when a builder lives in a package; not declared by it.
+    "importlib_resources==7.1.0",
     "librosa==0.11.0",
     "soundfile==0.14.0",
     # Video/audio decoding with FFmpeg bundled in the wheel.

@@ -39,7 +39,9 @@ def predict_xstart_from_eps(s: Schedule, x_t, t, eps):
 
 def predict_eps_from_xstart(s: Schedule, x_t, t, x_start):
     """Inverse of ``predict_xstart_from_eps``."""
-    return (extract(s.sqrt_recip_alphas_cumprod, t) * x_t - x_start) / extract(s.sqrt_recipm1_alphas_cumprod, t)
+    return (extract(s.sqrt_recip_alphas_cumprod, t) * x_t - x_start) / extract(
+        s.sqrt_recipm1_alphas_cumprod, t
+    )
 
 
 def learned_range_log_variance(s: Schedule, v: jax.Array, t: jax.Array) -> jax.Array:
@@ -72,7 +74,9 @@ def p_mean_variance(s: Schedule, model_output, x_t, t, clip_denoised: bool = Tru
 
 def normal_kl(mean1, logvar1, mean2, logvar2):
     """KL(N(mean1, exp(logvar1)) || N(mean2, exp(logvar2))), elementwise, in nats."""
-    return 0.5 * (-1.0 + logvar2 - logvar1 + jnp.exp(logvar1 - logvar2) + (mean1 - mean2) ** 2 * jnp.exp(-logvar2))
+    return 0.5 * (
+        -1.0 + logvar2 - logvar1 + jnp.exp(logvar1 - logvar2) + (mean1 - mean2) ** 2 * jnp.exp(-logvar2)
+    )
 
 
 def approx_standard_normal_cdf(x):
@@ -126,7 +130,9 @@ def lip_loss(eps, eps_pred, boxes):
     return sq / jnp.maximum(count, 1.0)
 
 
-def training_losses(s: Schedule, model_output, x_start, x_t, t, noise, boxes, lambda_vlb: float, lambda_ls: float):
+def training_losses(
+    s: Schedule, model_output, x_start, x_t, t, noise, boxes, lambda_vlb: float, lambda_ls: float
+):
     """L = L_simple + lambda_vlb L_vlb + lambda_ls L_ls, each per example (SPEC section 3).
 
     Args:

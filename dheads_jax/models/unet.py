@@ -8,7 +8,8 @@ tensor by tensor. See SPEC section 2 for the exact block order.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax

@@ -1,0 +1,1 @@
+"""Training: objective, state, step factory, loop."""

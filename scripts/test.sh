@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The test command: creates .venv (if missing), installs the package with its test
+# extras, checks lint and formatting, runs the test suite on CPU.
+#   bash scripts/test.sh [extra pytest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${VENV:-.venv}"
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install --quiet -e ".[test]"
+"$VENV/bin/ruff" check .
+"$VENV/bin/ruff" format --check .
+export JAX_PLATFORMS=cpu
+"$VENV/bin/python" -m pytest -n 2 --durations=15 "$@"

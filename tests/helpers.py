@@ -1,0 +1,82 @@
+"""Shared test utilities: tiny configs, random batches, non-trivial parameters."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from configs import test as test_config
+from dheads_jax.models import factory
+
+
+def tiny_config(**data_overrides):
+    config = test_config.get_config()
+    for k, v in data_overrides.items():
+        config.data[k] = v
+    return config
+
+
+def random_batch(config, batch, seed=0):
+    """A batch of the input pipeline's layout with random content."""
+    rng = np.random.default_rng(seed)
+    s = config.data.image_size
+    mc = factory.motion_channels(config)
+    boxes = []
+    for _ in range(batch):
+        top, left = rng.integers(0, s // 2, size=2)
+        boxes.append([top, top + rng.integers(4, s // 2), left, left + rng.integers(4, s // 2)])
+    return dict(
+        target=rng.uniform(-1, 1, (batch, s, s, 3)).astype(np.float32),
+        identity=rng.uniform(-1, 1, (batch, s, s, 3)).astype(np.float32),
+        motion=rng.uniform(-1, 1, (batch, config.data.motion_frames, s, s, mc)).astype(np.float32),
+        audio=rng.normal(size=(batch, 2 * config.data.audio_context + 1, config.data.audio_dim)).astype(
+            np.float32
+        ),
+        mouth_box=np.asarray(boxes, np.int32),
+    )
+
+
+_INIT_CACHE = {}
+
+
+def init_params(model, config, seed=0):
+    """Initial parameters, cached per (model, input shapes, seed).
+
+    XLA on the CPU takes 10-20 s to compile the ~100 threefry draws of an init, so
+    tests share one initialisation per model instead of paying that each time.
+    """
+    specs = factory.input_specs(config, 1)
+    cache_key = (model, tuple((k, v.shape) for k, v in specs.items()), seed)
+    if cache_key not in _INIT_CACHE:
+        init = jax.jit(lambda key: model.init(key, **factory.dummy_inputs(config, 1))["params"])
+        _INIT_CACHE[cache_key] = init(jax.random.key(seed))
+    return _INIT_CACHE[cache_key]
+
+
+def perturbed(params, seed=1, scale=0.05):
+    """Adds noise to every tensor so that zero-initialised layers stop hiding the rest."""
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.key(seed), len(leaves))
+    return jax.tree.unflatten(
+        treedef,
+        [p + scale * jax.random.normal(k, p.shape, p.dtype) for p, k in zip(leaves, keys, strict=True)],
+    )
+
+
+def apply(model, params, batch, t):
+    """The model's output on a batch (its target used as x_t) at timesteps t. Jitted."""
+    return _jitted_apply(model)(params, batch, jnp.asarray(t))
+
+
+_APPLY_CACHE = {}
+
+
+def _jitted_apply(model):
+    if model not in _APPLY_CACHE:
+
+        def fn(params, batch, t):
+            return model.apply(
+                {"params": params}, batch["target"], t, batch["identity"], batch["motion"], batch["audio"]
+            )
+
+        _APPLY_CACHE[model] = jax.jit(fn)
+    return _APPLY_CACHE[model]

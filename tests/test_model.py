@@ -1,0 +1,148 @@
+"""The U-Net: exact sizes, embeddings, zero init, conditioning paths, bf16 (SPEC section 2)."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from configs import crema, lrw
+from dheads_jax.diffusion import build_schedule
+from dheads_jax.models import factory, timestep_embedding
+from dheads_jax.train.objective import diffusion_loss
+from tests import helpers
+
+
+def count(tree):
+    leaves = jax.tree.leaves(tree)
+    return sum(int(np.prod(x.shape)) for x in leaves), len(leaves)
+
+
+def test_crema_and_lrw_sizes_match_the_official_model():
+    assert count(factory.param_shapes(crema.get_config())) == (215_748_614, 324)
+    assert count(factory.param_shapes(lrw.get_config())) == (215_739_398, 324)
+    assert factory.input_channels(crema.get_config()) == 12
+    assert factory.input_channels(lrw.get_config()) == 8
+
+
+def test_first_conv_and_attention_shapes_follow_the_official_layout():
+    p = factory.param_shapes(crema.get_config())
+    assert p["input_blocks_0_0"]["kernel"].shape == (3, 3, 12, 256)
+    assert p["input_blocks_7_1"]["qkv"]["kernel"].shape == (768, 2304)
+    assert p["output_blocks_2_2"]["in_layers_2"]["kernel"].shape == (3, 3, 768, 768)
+    assert p["output_blocks_5_1"]["t_emb_layers_1"]["kernel"].shape == (1024, 1024)
+    assert p["audio_embed_0"]["kernel"].shape == (1280, 1024)
+    assert p["out_2"]["kernel"].shape == (3, 3, 256, 6)
+    assert "input_blocks_3_1" not in p and "middle_block_1" in p
+
+
+def test_timestep_embedding_uses_the_2c_divisor_cos_first():
+    dim = 256
+    t = np.array([0, 1, 37, 999])
+    emb = np.asarray(timestep_embedding(jnp.asarray(t), dim))
+    k = np.arange(dim // 2)
+    freqs = np.exp(-math.log(1e4) * k / (2 * dim))
+    assert freqs[1] == pytest.approx(0.982171, rel=1e-5)  # ADM's C/2 divisor would give 0.9306
+    args = t[:, None] * freqs[None]
+    np.testing.assert_allclose(emb[:, : dim // 2], np.cos(args), atol=2e-4)
+    np.testing.assert_allclose(emb[:, dim // 2 :], np.sin(args), atol=2e-4)
+    np.testing.assert_array_equal(emb[0], np.r_[np.ones(dim // 2), np.zeros(dim // 2)])
+
+
+def test_output_is_exactly_zero_at_initialisation():
+    config = helpers.tiny_config()
+    model = factory.build_unet(config)
+    params = helpers.init_params(model, config)
+    batch = helpers.random_batch(config, 2)
+    out = helpers.apply(model, params, batch, [3, 900])
+    assert out.shape == (2, 32, 32, 6)
+    assert np.all(np.asarray(out) == 0.0)
+
+
+def test_conditioning_reaches_the_output_after_training_steps():
+    config = helpers.tiny_config()
+    model = factory.build_unet(config)
+    params = helpers.init_params(model, config)
+    schedule = build_schedule("cosine", 1000)
+    batch = helpers.random_batch(config, 4)
+    opt = optax.adam(1e-3)
+    opt_state = opt.init(params)
+
+    @jax.jit
+    def step(params, opt_state, key):
+        grads, _ = jax.grad(diffusion_loss, has_aux=True)(
+            params, model, schedule, batch, key, lambda_vlb=1e-4, lambda_ls=0.2
+        )
+        updates, opt_state = opt.update(grads, opt_state)
+        return optax.apply_updates(params, updates), opt_state
+
+    probe = helpers.random_batch(config, 2, seed=5)
+    other_audio = dict(probe, audio=probe["audio"][::-1])
+    other_id = dict(probe, identity=probe["identity"][::-1])
+    t = [500, 500]
+
+    params, opt_state = step(params, opt_state, jax.random.key(0))
+    base = helpers.apply(model, params, probe, t)
+    # After one step only the final conv has moved (every other gradient passes
+    # through its zero kernel); the identity reaches it through the skip paths.
+    assert float(jnp.abs(helpers.apply(model, params, other_id, t) - base).max()) > 1e-5
+    np.testing.assert_array_equal(helpers.apply(model, params, other_audio, t), base)
+
+    # The second step moves the zero-initialised residual convs, and audio acts.
+    params, opt_state = step(params, opt_state, jax.random.key(1))
+    base = helpers.apply(model, params, probe, t)
+    assert float(jnp.abs(helpers.apply(model, params, other_audio, t) - base).max()) > 1e-6
+    assert float(jnp.abs(helpers.apply(model, params, other_id, t) - base).max()) > 1e-5
+
+
+def test_motion_frames_enter_in_oldest_first_channel_order():
+    config = helpers.tiny_config()
+    model = factory.build_unet(config)
+    params = helpers.perturbed(helpers.init_params(model, config))
+    batch = helpers.random_batch(config, 1)
+    out = helpers.apply(model, params, batch, [10])
+    # Putting the motion frames into the channel slots by hand must give the same output.
+    kernel = params["input_blocks_0_0"]["kernel"]
+    manual = jnp.concatenate(
+        [batch["target"], batch["motion"][:, 0], batch["motion"][:, 1], batch["identity"]], axis=-1
+    )
+    conv_in = jax.lax.conv_general_dilated(
+        manual, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    capture = jax.jit(
+        lambda params: model.apply(
+            {"params": params},
+            batch["target"],
+            jnp.asarray([10]),
+            batch["identity"],
+            batch["motion"],
+            batch["audio"],
+            capture_intermediates=lambda mdl, _: mdl.name == "input_blocks_0_0",
+        )
+    )
+    captured = capture(params)[1]["intermediates"]["input_blocks_0_0"]["__call__"][0]
+    np.testing.assert_allclose(captured, conv_in + params["input_blocks_0_0"]["bias"], atol=1e-5)
+    assert out.shape == (1, 32, 32, 6)
+
+
+def test_grayscale_motion_model_takes_one_channel_per_motion_frame():
+    config = helpers.tiny_config(grayscale_motion=True)
+    assert factory.input_channels(config) == 8
+    params = factory.param_shapes(config)
+    assert params["input_blocks_0_0"]["kernel"].shape[2] == 8
+
+
+def test_bf16_compute_keeps_float32_params_and_close_outputs():
+    config = helpers.tiny_config()
+    f32 = factory.build_unet(config)
+    bf16 = factory.build_unet(config, dtype="bfloat16")
+    params = helpers.perturbed(helpers.init_params(bf16, config))
+    assert {x.dtype for x in jax.tree.leaves(params)} == {jnp.dtype("float32")}
+    batch = helpers.random_batch(config, 2)
+    ref = np.asarray(helpers.apply(f32, params, batch, [100, 700]))
+    got = helpers.apply(bf16, params, batch, [100, 700])
+    assert got.dtype == jnp.float32
+    rel = np.linalg.norm(np.asarray(got) - ref) / np.linalg.norm(ref)
+    assert 0 < rel < 0.03
