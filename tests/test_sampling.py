@@ -1,0 +1,377 @@
+"""Tests of the sampler: scan against a Python loop, SPEC section 6's frame rules, determinism."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import AxisType
+
+from configs import test as test_config
+from dheads_jax import sampling
+from dheads_jax.diffusion import schedule_from_config
+from dheads_jax.models.factory import build_unet, dummy_inputs, param_shapes
+
+NUM_STEPS = 6
+
+
+def random_params(config, seed=0, gain=0.5):
+    """Random parameters of the model, none zero (the real init zeroes the output convs).
+
+    Drawn with numpy on the parameter shapes, so no initialisation has to compile.
+    """
+    rng = np.random.default_rng(seed)
+
+    def init(path, leaf):
+        name = path[-1].key
+        if name == "kernel":
+            fan_in = int(np.prod(leaf.shape[:-1]))
+            return (gain * rng.standard_normal(leaf.shape) / np.sqrt(fan_in)).astype(np.float32)
+        base = 1.0 if name == "scale" else 0.0
+        return (base + 0.1 * rng.standard_normal(leaf.shape)).astype(np.float32)
+
+    return jax.tree_util.tree_map_with_path(init, param_shapes(config))
+
+
+@pytest.fixture(scope="module")
+def setup():
+    config = test_config.get_config()
+    model = build_unet(config)
+    params = random_params(config)
+    schedule = schedule_from_config(config.diffusion, NUM_STEPS)
+    return config, model, params, schedule
+
+
+def random_inputs(config, batch, num_frames, seed=0):
+    rng = np.random.default_rng(seed)
+    s = config.data.image_size
+    identity = rng.uniform(-1, 1, (batch, s, s, 3)).astype(np.float32)
+    audio = rng.normal(size=(batch, num_frames, config.data.audio_dim)).astype(np.float32)
+    return identity, audio
+
+
+def test_random_network_output_is_not_trivial(setup):
+    config, model, params, _ = setup
+    d = dummy_inputs(config, 2)
+    identity, audio = random_inputs(config, 2, 5)
+    motion = np.repeat(identity[:, None], 2, axis=1)
+    out = sampling.make_apply_fn(model)(params, identity, jnp.array([3, 700]), identity, motion, audio)
+    assert out.shape == d["x_t"].shape[:3] + (6,)
+    assert float(jnp.std(out[..., :3])) > 0.05
+    assert float(jnp.std(out[0] - out[1])) > 0.05
+
+
+@pytest.mark.parametrize("sampler,eta", [("ddpm", 0.0), ("ddim", 0.0), ("ddim", 0.7)])
+def test_scan_equals_python_loop_step_by_step(setup, sampler, eta):
+    config, model, params, schedule = setup
+    apply_fn = sampling.make_apply_fn(model)
+    identity, audio = random_inputs(config, 2, 5)
+    motion = np.repeat(identity[:, None], 2, axis=1) * 0.5
+    keys = sampling.frame_keys(jax.random.key(42), jnp.array([3, 7]), 11)
+
+    run = jax.jit(
+        lambda p, k, i, m, a: sampling.sample_frame(
+            apply_fn, p, schedule, k, i, m, a, sampler=sampler, eta=eta, return_trajectory=True
+        )
+    )
+    x0, trajectory = run(params, keys, identity, motion, audio)
+    ref_x0, ref_trajectory = sampling.sample_frame_reference(
+        jax.jit(apply_fn), params, schedule, keys, identity, motion, audio, sampler=sampler, eta=eta
+    )
+    assert trajectory.shape == (NUM_STEPS, 2, 32, 32, 3)
+    assert len(ref_trajectory) == NUM_STEPS
+    np.testing.assert_array_equal(x0, trajectory[-1])
+    # Free-running: the two chains agree up to float32 rounding, which the clamp of
+    # x0_hat and DDIM's eps recomputation can amplify at a few pixels.
+    np.testing.assert_allclose(x0, ref_x0, atol=1e-3, rtol=0)
+    assert float(jnp.abs(x0 - ref_x0).mean()) < 1e-5
+    # Step by step: each reference step starts from the scan's previous state.
+    _, forced = sampling.sample_frame_reference(
+        jax.jit(apply_fn),
+        params,
+        schedule,
+        keys,
+        identity,
+        motion,
+        audio,
+        sampler=sampler,
+        eta=eta,
+        step_inputs=trajectory,
+    )
+    # The first step (t = 999) computes x0_hat = 2.0e4 x_t - 2.0e4 eps in float32: its
+    # rounding, about 1e-4 after the step, is inherent; every later step agrees to 1e-6.
+    np.testing.assert_allclose(trajectory[0], forced[0], atol=3e-4, rtol=0)
+    for i in range(1, NUM_STEPS):
+        np.testing.assert_allclose(trajectory[i], forced[i], atol=1e-6, rtol=0)
+    # The last step returns the clamped x0_hat; the chain did move.
+    assert float(jnp.abs(x0).max()) <= 1.0
+    assert float(jnp.std(trajectory[0] - x0)) > 0.1
+
+
+def test_samplers_and_keys_change_the_result(setup):
+    config, model, params, schedule = setup
+    apply_fn = sampling.make_apply_fn(model)
+    identity, audio = random_inputs(config, 1, 5)
+    motion = np.repeat(identity[:, None], 2, axis=1)
+
+    def run(sampler, eta, frame):
+        keys = sampling.frame_keys(jax.random.key(0), jnp.array([0]), frame)
+        return sampling.sample_frame_reference(
+            jax.jit(apply_fn), params, schedule, keys, identity, motion, audio, sampler=sampler, eta=eta
+        )[0]
+
+    ddpm0, ddpm1, ddim0 = run("ddpm", 0.0, 0), run("ddpm", 0.0, 1), run("ddim", 0.0, 0)
+    assert float(jnp.abs(ddpm0 - ddpm1).max()) > 0.1
+    assert float(jnp.abs(ddpm0 - ddim0).max()) > 0.01
+    with pytest.raises(ValueError, match="unknown sampler"):
+        run("euler", 0.0, 0)
+
+
+def test_network_receives_original_timesteps(setup):
+    config, _, params, schedule = setup
+    seen = []
+
+    def recording_apply_fn(params, x_t, timesteps, identity, motion, audio):
+        seen.append(np.asarray(timesteps))
+        return jnp.zeros(x_t.shape[:3] + (6,), jnp.float32)
+
+    identity, audio = random_inputs(config, 2, 5)
+    keys = sampling.frame_keys(jax.random.key(0), jnp.arange(2), 0)
+    sampling.sample_frame_reference(
+        recording_apply_fn, params, schedule, keys, identity, np.repeat(identity[:, None], 2, 1), audio
+    )
+    # space_timesteps(1000, 6): stride 999/5 = 199.8 accumulated and rounded.
+    assert [int(t[0]) for t in seen] == [999, 799, 599, 400, 200, 0]
+    assert all((t == t[0]).all() for t in seen)
+
+
+def test_audio_window_indices_follow_the_clamped_rule():
+    ids = lambda k, n: np.asarray(sampling.audio_window_indices(k, n, 2)).tolist()
+    # First frames: the first embedding repeats.
+    assert ids(0, 10) == [0, 0, 0, 1, 2]
+    assert ids(1, 10) == [0, 0, 1, 2, 3]
+    assert ids(2, 10) == [0, 1, 2, 3, 4]
+    # Middle.
+    assert ids(5, 10) == [3, 4, 5, 6, 7]
+    # End: the last embedding repeats.
+    assert ids(8, 10) == [6, 7, 8, 9, 9]
+    assert ids(9, 10) == [7, 8, 9, 9, 9]
+    # Clips shorter than the window.
+    assert ids(0, 1) == [0, 0, 0, 0, 0]
+    assert ids(1, 2) == [0, 0, 1, 1, 1]
+    # Per-video lengths.
+    assert ids(3, np.array([10, 4])) == [[1, 2, 3, 4, 5], [1, 2, 3, 3, 3]]
+    assert np.asarray(sampling.audio_window_indices(4, 20, 1)).tolist() == [3, 4, 5]
+
+
+def test_audio_window_indices_match_the_official_rolling_list():
+    # The official sampler keeps a list and rolls it after each frame.
+    for n in (3, 4, 9):
+        audio_ids = [0, 0] + [0, 1, 2]
+        for k in range(n):
+            expected = [min(i, n - 1) for i in audio_ids]
+            assert np.asarray(sampling.audio_window_indices(k, n, 2)).tolist() == expected
+            audio_ids = audio_ids[1:] + [min(k + 3, n - 1)]
+
+
+def test_audio_window_gathers_embeddings():
+    audio = np.arange(2 * 6 * 1, dtype=np.float32).reshape(2, 6, 1)
+    window = sampling.audio_window(jnp.asarray(audio), 5, jnp.array([6, 3]), 2)
+    assert np.asarray(window)[..., 0].tolist() == [[3, 4, 5, 5, 5], [8, 8, 8, 8, 8]]
+
+
+def _buffer_labels(identity_value, frame_values, every, num_frames, m_x=2):
+    """Motion buffer used for each frame, as labels ('id' or the frame index)."""
+    identity = np.full((1, 2, 2, 3), identity_value, np.float32)
+    motion = sampling.init_motion_buffer(identity, m_x, grayscale=False)
+    labels = []
+    for k in range(num_frames):
+        motion = sampling.stabilize_motion_buffer(motion, identity, k, every, grayscale=False)
+        values = np.asarray(motion)[0, :, 0, 0, 0]
+        labels.append(["id" if v == identity_value else frame_values.index(v) for v in values])
+        frame = np.full((1, 2, 2, 3), frame_values[k], np.float32)
+        motion = sampling.push_motion_frame(motion, frame, grayscale=False)
+    return labels
+
+
+def test_motion_buffer_follows_spec_without_stabilize():
+    values = [0.1 * (k + 1) for k in range(8)]
+    values = [float(np.float32(v)) for v in values]
+    labels = _buffer_labels(-1.0, values, every=0, num_frames=8)
+    assert labels == [
+        ["id", "id"],
+        ["id", 0],
+        [0, 1],
+        [1, 2],
+        [2, 3],
+        [3, 4],
+        [4, 5],
+        [5, 6],
+    ]
+
+
+def test_motion_buffer_follows_spec_with_stabilize_every_3():
+    values = [float(np.float32(0.1 * (k + 1))) for k in range(8)]
+    labels = _buffer_labels(-1.0, values, every=3, num_frames=8)
+    assert labels == [
+        ["id", "id"],
+        ["id", 0],
+        [0, 1],
+        ["id", 2],  # k = 3: oldest slot replaced by x_Id
+        [2, 3],
+        [3, 4],
+        ["id", 5],  # k = 6
+        [5, 6],
+    ]
+
+
+def test_motion_buffer_grayscale_and_three_frames():
+    identity = np.zeros((1, 2, 2, 3), np.float32)
+    identity[..., 0] = 1.0  # pure red
+    motion = sampling.init_motion_buffer(identity, 3, grayscale=True)
+    assert motion.shape == (1, 3, 2, 2, 1)
+    np.testing.assert_allclose(np.asarray(motion), 0.2989, rtol=1e-6)
+    frame = np.full((1, 2, 2, 3), 0.5, np.float32)
+    motion = sampling.push_motion_frame(motion, frame, grayscale=True)
+    np.testing.assert_allclose(np.asarray(motion)[0, :, 0, 0, 0], [0.2989, 0.2989, 0.5 * 0.9999], rtol=1e-6)
+
+
+def manual_video(setup, identity, audio, key, lengths, video_ids, every, previous):
+    """sample_video rebuilt from the reference chain and the pure frame rules.
+
+    The motion buffer is fed with ``previous`` (sample_video's own frames) rather than
+    this loop's output: the chain feeds back through the motion frames, so float32
+    rounding differences between two code paths would otherwise grow frame by frame.
+    """
+    config, model, params, schedule = setup
+    apply_fn = jax.jit(sampling.make_apply_fn(model))
+    motion = sampling.init_motion_buffer(identity, 2, grayscale=False)
+    frames = []
+    for k in range(int(max(lengths))):
+        motion = sampling.stabilize_motion_buffer(motion, identity, k, every, grayscale=False)
+        window = np.stack(
+            [
+                audio[v, np.asarray(sampling.audio_window_indices(k, lengths[v], 2))]
+                for v in range(len(lengths))
+            ]
+        )
+        keys = jnp.stack([jax.random.fold_in(jax.random.fold_in(key, v), k) for v in video_ids])
+        x0, _ = sampling.sample_frame_reference(apply_fn, params, schedule, keys, identity, motion, window)
+        frames.append(np.asarray(x0))
+        motion = sampling.push_motion_frame(motion, previous[:, k], grayscale=False)
+    return np.stack(frames, axis=1)
+
+
+def test_sample_video_equals_manual_loop(setup):
+    config, model, params, schedule = setup
+    identity, audio = random_inputs(config, 2, 5, seed=3)
+    lengths, video_ids, key = [5, 3], [4, 9], jax.random.key(7)
+    got = sampling.sample_video(
+        sampling.make_apply_fn(model),
+        params,
+        schedule,
+        identity,
+        audio,
+        key,
+        lengths=lengths,
+        video_ids=video_ids,
+        stabilize_every=2,
+    )
+    expected = manual_video(setup, identity, audio, key, lengths, video_ids, every=2, previous=got)
+    assert got.shape == (2, 5, 32, 32, 3)
+    np.testing.assert_allclose(got, expected, atol=5e-5, rtol=0)
+    # Frames differ from each other and from the identity.
+    assert float(np.abs(got[:, 1] - got[:, 0]).max()) > 0.1
+    assert float(np.abs(got[:, 0] - identity).max()) > 0.1
+
+
+def test_same_seed_same_video_across_batch_and_devices(setup):
+    config, model, params, schedule = setup
+    apply_fn = sampling.make_apply_fn(model)
+    identity, audio = random_inputs(config, 4, 3, seed=5)
+    key = jax.random.key(123)
+    opts = dict(lengths=[3, 2, 3, 1], stabilize_every=2)
+
+    batch4 = sampling.sample_video(apply_fn, params, schedule, identity, audio, key, **opts)
+    mesh8 = jax.make_mesh((8,), ("data",), axis_types=(AxisType.Auto,))
+    assert len(jax.devices()) == 8
+    streamed = {}
+
+    def callback(k, frames, active):
+        streamed[k] = (frames, active)
+
+    none = sampling.sample_video(
+        apply_fn, params, schedule, identity, audio, key, mesh=mesh8, callback=callback, **opts
+    )
+    assert none is None
+    assert sorted(streamed) == [0, 1, 2]
+    assert [streamed[k][1].tolist() for k in range(3)] == [
+        [True, True, True, True],
+        [True, True, True, False],
+        [True, False, True, False],
+    ]
+    batch4_8dev = np.stack([streamed[k][0] for k in range(3)], axis=1)
+    np.testing.assert_allclose(batch4_8dev, batch4, atol=2e-5, rtol=0)
+
+    for v in range(4):
+        single = sampling.sample_video(
+            apply_fn,
+            params,
+            schedule,
+            identity[v : v + 1],
+            audio[v : v + 1],
+            key,
+            lengths=opts["lengths"][v : v + 1],
+            video_ids=[v],
+            stabilize_every=2,
+        )
+        n = opts["lengths"][v]
+        np.testing.assert_allclose(single[0], batch4[v, :n], atol=2e-5, rtol=0)
+    # Different videos get different noise.
+    assert float(np.abs(batch4[0, 0] - batch4[2, 0]).max()) > 0.1
+
+
+def test_no_recompilation_across_frames(setup):
+    config, model, params, schedule = setup
+    base = sampling.make_apply_fn(model)
+    traces = []
+
+    def counting_apply_fn(*args):
+        traces.append(1)
+        return base(*args)
+
+    identity, audio = random_inputs(config, 2, 6, seed=1)
+    progress = []
+    video = sampling.sample_video(
+        counting_apply_fn,
+        params,
+        schedule,
+        identity,
+        audio,
+        jax.random.key(0),
+        stabilize_every=2,
+        progress=lambda done, total, fps, eta_s: progress.append((done, total, fps, eta_s)),
+    )
+    assert video.shape == (2, 6, 32, 32, 3)
+    assert len(traces) == 1
+    assert [p[:2] for p in progress] == [(k, 6) for k in range(1, 7)]
+    assert all(p[2] > 0 for p in progress) and progress[-1][3] == 0
+    # A second call with the same shapes reuses the compiled frame function.
+    sampling.sample_video(
+        counting_apply_fn, params, schedule, identity, audio, jax.random.key(1), stabilize_every=2
+    )
+    assert len(traces) == 1
+
+
+def test_sample_video_rejects_bad_lengths(setup):
+    config, model, params, schedule = setup
+    identity, audio = random_inputs(config, 2, 4)
+    with pytest.raises(ValueError, match="lengths"):
+        sampling.sample_video(
+            sampling.make_apply_fn(model),
+            params,
+            schedule,
+            identity,
+            audio,
+            jax.random.key(0),
+            lengths=[5, 2],
+        )
