@@ -110,3 +110,20 @@ class Checkpointer:
 
     def close(self) -> None:
         self.manager.close()
+
+
+def save_pytree(path: str, tree: Any) -> None:
+    """Writes a pytree of arrays to ``path`` (a new folder) with orbax; blocks until done.
+
+    Orbax writes to a temporary folder and renames it, so an interrupted save leaves no
+    folder that looks complete.
+    """
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(os.path.abspath(path), tree)
+        checkpointer.wait_until_finished()
+
+
+def load_pytree(path: str, abstract_tree: Any) -> Any:
+    """Reads a pytree written by ``save_pytree`` onto ``abstract_tree`` (ShapeDtypeStructs)."""
+    with ocp.StandardCheckpointer() as checkpointer:
+        return checkpointer.restore(os.path.abspath(path), abstract_tree)
