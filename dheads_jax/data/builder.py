@@ -1,0 +1,330 @@
+"""The TFDS builder: a folder of talking-face clips -> TFRecord shards plus TFDS metadata.
+
+Preparation runs in two stages so that bad clips never reach TFDS: worker processes turn
+each clip into an example and pickle it into a temporary spool folder (or report why not);
+then TFDS writes the examples of every non-empty split into shards of its usual layout,
+``<output_dir>/talking_faces/1.0.0/``, via its own temporary folder and a rename. The skip
+report goes to ``<output_dir>/prepare_report.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import math
+import multiprocessing
+import os
+import pickle
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+import tensorflow_datasets as tfds
+from absl import logging
+
+from dheads_jax.data import audio, media, process, sources
+
+BUILDER_NAME = "talking_faces"
+REPORT_NAME = "prepare_report.json"
+SHARD_BYTES = 256 << 20
+MIN_AUTO_SHARDS = 4
+DEFAULT_SETTINGS = process.PrepareSettings()
+
+
+class NothingWrittenError(RuntimeError):
+    """Every clip was skipped."""
+
+
+def external_dim(settings: process.PrepareSettings, candidates: list[sources.ClipSource]) -> int:
+    """D of the external embeddings, read from the first ``.npy`` that exists."""
+    for src in candidates:
+        path = audio.external_path(settings.embeddings_dir, src.relative_path)
+        if os.path.exists(path):
+            try:
+                shape = np.load(path, mmap_mode="r").shape
+            except (OSError, ValueError):
+                continue
+            if len(shape) == 2:
+                return int(shape[1])
+    raise ValueError(f"no readable [T, D] .npy embedding found under {settings.embeddings_dir}")
+
+
+def dataset_metadata(settings: process.PrepareSettings) -> dict:
+    """JSON-serialisable description of how the dataset was made (TFDS metadata.json)."""
+    spec = audio.encoder_spec(
+        settings.audio_encoder, settings.mel, settings.external_dim, settings.external_name
+    )
+    return dict(
+        format_version=1,
+        image_size=settings.image_size,
+        fps=media.VIDEO_FPS,
+        sample_rate=media.SAMPLE_RATE,
+        samples_per_frame=media.SAMPLES_PER_FRAME,
+        audio_encoder=spec,
+        min_frames=settings.min_frames,
+        max_av_mismatch=settings.max_av_mismatch,
+        smoothing_sigma=settings.smoothing_sigma,
+        lip_box_margin=settings.lip_box_margin,
+        image_format=settings.image_format,
+        landmarks="dlib 68-point shape predictor (iBUG 300-W order), in crop pixels",
+        alignment="similarity on points 27-47 to dheads_jax.data.align.TEMPLATE, Gaussian-smoothed",
+    )
+
+
+@contextlib.contextmanager
+def _workers_skip_main():
+    """Spawned workers need only dheads_jax.data.process: keep them from re-running __main__.
+
+    A spawned child normally re-imports the parent's main script, which may import
+    TensorFlow and JAX (seconds per worker) or lack an ``if __name__ == "__main__"`` guard;
+    hiding the script's name while the pool starts its workers avoids both.
+    """
+    main = sys.modules["__main__"]
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__spec__ = None
+    try:
+        yield
+    finally:
+        main.__dict__.update(saved)
+        if "__spec__" not in saved:
+            del main.__spec__
+
+
+class TalkingFaces(tfds.core.GeneratorBasedBuilder):
+    """Talking-face clips aligned to a face template, with landmarks and audio embeddings."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "First release."}
+
+    def __init__(
+        self,
+        *,
+        videos_dir: str,
+        audio_dir: str | None = None,
+        file_lists: tuple[str, ...] | list[str] = (),
+        settings: process.PrepareSettings = DEFAULT_SETTINGS,
+        speaker_pattern: str | None = None,
+        num_workers: int = 1,
+        num_shards: int | None = None,
+        **kwargs,
+    ):
+        """Lists the clips; nothing is decoded until ``download_and_prepare``.
+
+        Args:
+          videos_dir: folder of clips (any container FFmpeg reads).
+          audio_dir: optional parallel folder of .wav/.mp3/.flac files.
+          file_lists: optional file lists ("PATH" or "SPLIT=PATH"); see sources.collect_clips.
+          settings: what goes into each example.
+          speaker_pattern: optional regex whose first group is the speaker id.
+          num_workers: clip-processing processes.
+          num_shards: TFRecord shards per split; None picks max(4, size / 256 MiB), at most
+            the number of examples of the smallest split.
+          **kwargs: for tfds.core.GeneratorBasedBuilder (data_dir, ...).
+        """
+        self.candidates, self.skipped = sources.collect_clips(
+            videos_dir, file_lists, audio_dir, speaker_pattern
+        )
+        if settings.audio_encoder == "external" and settings.external_dim is None:
+            settings = dataclasses.replace(settings, external_dim=external_dim(settings, self.candidates))
+        self.settings = settings
+        self.num_workers = num_workers
+        self.num_shards = num_shards
+        self.written: dict[str, int] = {}
+        self._spool_dir: str | None = None
+        super().__init__(**kwargs)
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        s = self.settings.image_size
+        dim = audio.encoder_spec(
+            self.settings.audio_encoder,
+            self.settings.mel,
+            self.settings.external_dim,
+            self.settings.external_name,
+        )["dim"]
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=(
+                "Talking-face clips at 25 fps aligned to a face template and cropped to "
+                f"{s}x{s}, with per-frame 68-point landmarks, mouth boxes, audio embeddings "
+                "[T, D] and the 16 kHz mono waveform [T * 640]. See data/README.md."
+            ),
+            features=tfds.features.FeaturesDict(
+                {
+                    "frames": tfds.features.Sequence(
+                        tfds.features.Image(shape=(s, s, 3), encoding_format=self.settings.image_format)
+                    ),
+                    "landmarks": tfds.features.Tensor(shape=(None, 68, 2), dtype=np.float32),
+                    "mouth_boxes": tfds.features.Tensor(shape=(None, 4), dtype=np.int32),
+                    "audio_embeddings": tfds.features.Tensor(shape=(None, dim), dtype=np.float32),
+                    "waveform": tfds.features.Tensor(shape=(None,), dtype=np.float32),
+                    "fps": tfds.features.Tensor(shape=(), dtype=np.float32),
+                    "sample_rate": tfds.features.Tensor(shape=(), dtype=np.int32),
+                    "num_frames": tfds.features.Tensor(shape=(), dtype=np.int32),
+                    "clip_id": tfds.features.Text(),
+                    "speaker_id": tfds.features.Text(),
+                    "clip_index": tfds.features.Tensor(shape=(), dtype=np.int64),
+                }
+            ),
+            metadata=tfds.core.MetadataDict(dheads=dataset_metadata(self.settings)),
+        )
+
+    def _spool_path(self, src: sources.ClipSource) -> str:
+        return os.path.join(self._spool_dir, src.split, f"{src.index:09d}.pkl")
+
+    def _record(self, src: sources.ClipSource, reason: str | None, message: str) -> None:
+        if reason is None:
+            self.written[src.split] = self.written.get(src.split, 0) + 1
+            logging.info("prepared %s: %s", src.relative_path, message)
+        else:
+            self.skipped.append(sources.Skip(src.relative_path, src.split, reason, message))
+            logging.warning("skipped %s: %s [%s]", src.relative_path, message, reason)
+
+    def spool(self) -> None:
+        """Processes every candidate clip into the spool folder (stage 1)."""
+        for split in {c.split for c in self.candidates}:
+            os.makedirs(os.path.join(self._spool_dir, split), exist_ok=True)
+        tasks = [(c, self.settings, self._spool_path(c)) for c in self.candidates]
+        if self.num_workers > 1 and len(tasks) > 1:
+            # spawn, not fork: the parent has TensorFlow threads running.
+            ctx = multiprocessing.get_context("spawn")
+            with _workers_skip_main():
+                pool = ctx.Pool(min(self.num_workers, len(tasks)))
+            with pool:
+                for result in pool.imap_unordered(process.spool_clip, tasks):
+                    self._record(*result)
+        else:
+            for task in tasks:
+                self._record(*process.spool_clip(task))
+
+    def shards(self) -> int:
+        """Shards per split for the spooled examples."""
+        smallest = min(self.written.values())
+        if self.num_shards:
+            return max(1, min(self.num_shards, smallest))
+        size = sum(
+            e.stat().st_size for d in os.scandir(self._spool_dir) if d.is_dir() for e in os.scandir(d.path)
+        )
+        return max(1, min(smallest, max(MIN_AUTO_SHARDS, math.ceil(size / SHARD_BYTES))))
+
+    def download_and_prepare(self, **kwargs) -> None:
+        """Processes the clips, then writes the non-empty splits with TFDS.
+
+        Raises:
+          FileExistsError: the dataset folder already exists.
+          NothingWrittenError: every clip was skipped (the report is still complete).
+        """
+        if os.path.exists(os.path.join(self.data_dir, "dataset_info.json")):
+            raise FileExistsError(f"{self.data_dir} already holds a dataset; remove it or use --overwrite")
+        parent = os.path.dirname(os.path.dirname(os.path.abspath(self.data_dir)))
+        os.makedirs(parent, exist_ok=True)
+        self._spool_dir = tempfile.mkdtemp(prefix=".spool-", dir=parent)
+        try:
+            self.spool()
+            if not self.written:
+                raise NothingWrittenError(f"all {len(self.candidates)} clips were skipped; nothing written")
+            config = tfds.download.DownloadConfig(num_shards=self.shards())
+            super().download_and_prepare(
+                download_dir=os.path.join(self._spool_dir, "downloads"), download_config=config, **kwargs
+            )
+        finally:
+            shutil.rmtree(self._spool_dir, ignore_errors=True)
+            self._spool_dir = None
+
+    def _split_generators(self, dl_manager):
+        del dl_manager
+        return {split: self._generate_examples(split) for split in sorted(self.written)}
+
+    def _generate_examples(self, split: str):
+        folder = os.path.join(self._spool_dir, split)
+        for name in sorted(os.listdir(folder)):
+            path = os.path.join(folder, name)
+            with open(path, "rb") as f:
+                example = pickle.load(f)
+            os.remove(path)
+            example["frames"] = [io.BytesIO(b) for b in example["frames"]]
+            yield example["clip_id"], example
+
+
+@dataclasses.dataclass
+class PrepareResult:
+    """What ``prepare_dataset`` did.
+
+    Attributes:
+      dataset_dir: the TFDS version folder, or None when nothing was written.
+      written: examples per split.
+      skipped: every clip left out, with its reason.
+      report_path: the JSON report.
+      seconds: wall time.
+    """
+
+    dataset_dir: str | None
+    written: dict[str, int]
+    skipped: list[sources.Skip]
+    report_path: str
+    seconds: float
+
+
+def write_json(path: str, obj) -> None:
+    """Writes JSON through a temporary name and a rename."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def prepare_dataset(
+    videos_dir: str,
+    output_dir: str,
+    *,
+    audio_dir: str | None = None,
+    file_lists: tuple[str, ...] | list[str] = (),
+    settings: process.PrepareSettings = DEFAULT_SETTINGS,
+    speaker_pattern: str | None = None,
+    num_workers: int = 1,
+    num_shards: int | None = None,
+    overwrite: bool = False,
+) -> PrepareResult:
+    """Builds the dataset and writes the skip report; see ``TalkingFaces``.
+
+    Returns:
+      PrepareResult; ``dataset_dir`` is None when every clip was skipped.
+    """
+    start = time.time()
+    os.makedirs(output_dir, exist_ok=True)
+    builder = TalkingFaces(
+        videos_dir=videos_dir,
+        audio_dir=audio_dir,
+        file_lists=file_lists,
+        settings=settings,
+        speaker_pattern=speaker_pattern,
+        num_workers=num_workers,
+        num_shards=num_shards,
+        data_dir=output_dir,
+    )
+    if overwrite and os.path.exists(builder.data_dir):
+        shutil.rmtree(builder.data_dir)
+    try:
+        builder.download_and_prepare()
+        dataset_dir = str(builder.data_dir)
+    except NothingWrittenError as e:
+        logging.error("%s", e)
+        dataset_dir = None
+    report = dict(
+        videos_dir=os.path.abspath(videos_dir),
+        dataset_dir=dataset_dir,
+        written=builder.written,
+        num_skipped=len(builder.skipped),
+        skipped=[dataclasses.asdict(s) for s in builder.skipped],
+        metadata=dataset_metadata(builder.settings),
+    )
+    report_path = os.path.join(output_dir, REPORT_NAME)
+    write_json(report_path, report)
+    return PrepareResult(
+        dataset_dir, dict(builder.written), list(builder.skipped), report_path, time.time() - start
+    )

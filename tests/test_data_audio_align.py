@@ -1,0 +1,111 @@
+"""Unit tests of decoding rules, the mel encoder, external embeddings and the alignment maths."""
+
+import numpy as np
+import pytest
+
+from dheads_jax.data import align, audio, media
+from dheads_jax.data.media import ClipError
+
+
+def test_frame_count_rule_and_waveform_fit():
+    assert media.SAMPLES_PER_FRAME == 640
+    w = np.arange(47648, dtype=np.float32)  # GRID audio: 74.45 frames for 75 video frames
+    fitted = media.fit_waveform(w, 75)
+    assert fitted.shape == (48000,)
+    np.testing.assert_array_equal(fitted[:47648], w)
+    assert not fitted[47648:].any()
+    np.testing.assert_array_equal(media.fit_waveform(w, 10), w[:6400])
+    np.testing.assert_array_equal(media.shift_waveform(w[:5], 2 / 16000), [0, 0, 0, 1, 2, 3, 4])
+    np.testing.assert_array_equal(media.shift_waveform(w[:5], -2 / 16000), [2, 3, 4])
+
+
+def test_video_resampling_picks_the_nearest_frame():
+    # 50 fps source, 0.2 s -> 5 frames at 25 fps: every other source frame.
+    np.testing.assert_array_equal(media.resample_times(np.arange(10) / 50, 0.2), [0, 2, 4, 6, 8])
+    # 30 fps source, 1 s -> 25 frames, nearest in time.
+    idx = media.resample_times(np.arange(30) / 30, 1.0)
+    assert len(idx) == 25
+    np.testing.assert_array_equal(idx, np.round(np.arange(25) / 25 * 30 + 1e-9).astype(int))
+
+
+def test_mel_shapes_determinism_and_timing():
+    params = audio.MelParams()
+    assert (params.dim, params.hop, params.win_length, params.n_fft) == (256, 160, 400, 512)
+    t = np.arange(16000) / 16000
+    tone = np.zeros(16000, np.float32)
+    tone[640 * 10 : 640 * 12] = 0.5 * np.sin(2 * np.pi * 1000 * t[: 2 * 640])  # frames 10, 11
+    emb = audio.encode_waveform(tone, params)
+    assert emb.shape == (25, 256) and emb.dtype == np.float32
+    np.testing.assert_array_equal(emb, audio.encode_waveform(tone.copy(), params))
+    energy = emb.reshape(25, 4, 64).mean((1, 2))
+    assert set(np.argsort(energy)[-2:]) == {10, 11}
+    silence = (np.log(audio.LOG_FLOOR) + audio.LOG_SHIFT) / audio.LOG_SCALE
+    np.testing.assert_allclose(emb[:9], silence, atol=1e-4)  # the tone does not leak 1 frame early
+    # Within a frame, sub-frames keep 10 ms timing: the 1 kHz band peaks in the tone's frames.
+    band = emb.reshape(25, 4, 64)[10].mean(0).argmax()
+    mel_freqs = audio.librosa.mel_frequencies(n_mels=66, fmin=0, fmax=8000)[1:-1]
+    assert abs(mel_freqs[band] - 1000) < 150
+    # A remainder of fewer than 640 samples gets no frame.
+    assert audio.encode_waveform(np.zeros(640 * 3 + 639), audio.MelParams(8, 1)).shape == (3, 8)
+
+
+def test_external_embeddings_fit_and_errors(tmp_path):
+    path = str(tmp_path / "clip.npy")
+    np.save(path, np.arange(12, dtype=np.float64).reshape(6, 2))
+    out = audio.load_external(path, 8, max_mismatch_frames=2)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out[:, 0], [0, 2, 4, 6, 8, 10, 10, 10])
+    np.testing.assert_array_equal(audio.load_external(path, 4, 2)[:, 1], [1, 3, 5, 7])
+    with pytest.raises(ClipError) as e:
+        audio.load_external(path, 20, 2)
+    assert e.value.reason == "length_mismatch"
+    with pytest.raises(ClipError) as e:
+        audio.load_external(str(tmp_path / "none.npy"), 6, 2)
+    assert e.value.reason == "missing_embeddings"
+    assert audio.external_path("/emb", "s1/a.mp4") == "/emb/s1/a.npy"
+
+
+def test_encoder_spec_is_checked_against_the_config():
+    import ml_collections
+
+    cfg = ml_collections.ConfigDict(dict(audio_encoder="mel", audio_dim=8, mel_bins=8, mel_subframes=1))
+    audio.check_encoder(audio.encoder_spec("mel", audio.MelParams(8, 1)), cfg)
+    with pytest.raises(ValueError, match="audio_dim=8"):
+        audio.check_encoder(audio.encoder_spec("mel"), cfg)
+    cfg.audio_encoder, cfg.audio_dim = "sda", 256
+    audio.check_encoder(audio.encoder_spec("external", dim=256, label="sda"), cfg)
+    with pytest.raises(ValueError, match="'external' vs config.data.audio_encoder='sda'"):
+        audio.check_encoder(audio.encoder_spec("external", dim=256), cfg)
+
+
+def test_similarity_transform_recovers_a_known_similarity():
+    rng = np.random.default_rng(0)
+    src = rng.normal(size=(21, 2)) * 30 + 100
+    angle, scale, shift = 0.3, 0.7, np.array([5.0, -12.0])
+    rot = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    matrix = align.similarity_transform(src, src @ rot.T + shift)
+    np.testing.assert_allclose(matrix, np.concatenate([rot, shift[:, None]], 1), atol=1e-9)
+
+
+def test_smoothing_keeps_similarities_and_removes_jitter():
+    rng = np.random.default_rng(1)
+    base = align.similarity_transform(align.TEMPLATE * 100, align.TEMPLATE * 128)
+    noisy = np.stack([base + np.array([[0, 0, 1], [0, 0, 1]]) * rng.normal(size=(2, 1)) for _ in range(50)])
+    smooth = align.smooth_transforms(noisy, 2.0)
+    np.testing.assert_allclose(smooth[:, 0, 0], smooth[:, 1, 1])
+    np.testing.assert_allclose(smooth[:, 0, 1], -smooth[:, 1, 0])
+    assert np.diff(smooth[:, :, 2], axis=0).std() < 0.3 * np.diff(noisy[:, :, 2], axis=0).std()
+    np.testing.assert_array_equal(align.smooth_transforms(noisy, 0.0), noisy)
+
+
+def test_warp_image_sampling_convention():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(align.warp_image(image, np.array([[1.0, 0, 0], [0, 1, 0]]), 64), image)
+    shifted = align.warp_image(image, np.array([[1.0, 0, -3], [0, 1, -5]]), 32)
+    np.testing.assert_array_equal(shifted, image[5:37, 3:35])
+    half = align.warp_image(image, np.array([[0.5, 0, -0.25], [0, 0.5, -0.25]]), 32)
+    np.testing.assert_allclose(half, image.reshape(32, 2, 32, 2, 3).mean((1, 3)), atol=0.51)
+    # Outside the source, edge pixels are repeated instead of black.
+    out = align.warp_image(image, np.array([[1.0, 0, 10], [0, 1, 10]]), 64)
+    np.testing.assert_array_equal(out[:10, :10], np.broadcast_to(image[0, 0], (10, 10, 3)))
