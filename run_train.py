@@ -1,31 +1,81 @@
-"""Train Diffused Heads. A thin command over the dheads_jax library.
+"""Train Diffused Heads. A thin command over dheads_jax.train.loop.
 
-python run_train.py --config=configs/crema.py --describe
+  python run_train.py --config=configs/crema.py --describe
+  python run_train.py --config=configs/grid_demo.py --workdir=/tmp/grid_demo
+  python run_train.py --config=configs/crema.py --workdir=DIR --config.optim.lr=1e-4
+
+Several processes (one per host): add --coordinator_address=HOST:PORT
+--num_processes=N --process_id=I (or set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES,
+JAX_PROCESS_ID; on Cloud TPU jax.distributed finds them itself with --distributed).
+Rerunning the same command continues from the latest checkpoint in --workdir.
 """
 
+import logging as logging_std
+import os
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
-from dheads_jax import describe
-
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and logs.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and samples.")
 _DESCRIBE = flags.DEFINE_bool(
     "describe", False, "Print the model's size, FLOPs and memory without allocating it, then exit."
 )
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-process).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (multi-process).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (multi-process).")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "Call jax.distributed.initialize() with no arguments (TPU pods, SLURM)."
+)
 flags.mark_flags_as_required(["config"])
+
+
+class _QuietLibraries(logging_std.Filter):
+    """Drops INFO lines from orbax and TFDS internals; warnings and errors still show."""
+
+    NOISY = ("/orbax/", "/tensorflow_datasets/")
+
+    def filter(self, record):
+        return record.levelno >= logging_std.WARNING or not any(p in record.pathname for p in self.NOISY)
+
+
+def init_distributed():
+    """jax.distributed.initialize when several processes are asked for; nothing otherwise."""
+    import jax
+
+    address = _COORDINATOR.value or os.environ.get("JAX_COORDINATOR_ADDRESS")
+    count = _NUM_PROCESSES.value or int(os.environ.get("JAX_NUM_PROCESSES", "0") or 0)
+    if _DISTRIBUTED.value:
+        jax.distributed.initialize()
+    elif address and count > 1:
+        index = _PROCESS_ID.value if _PROCESS_ID.value is not None else int(os.environ["JAX_PROCESS_ID"])
+        if jax.config.jax_platforms in (None, "", "cpu"):
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(address, count, index)
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if _DESCRIBE.value:
+        from dheads_jax import describe
+
         print(describe.format_description(describe.describe(_CONFIG.value)))
         return 0
-    print("run_train.py: the training loop is not built yet; only --describe works.", file=sys.stderr)
-    return 2
+    if not _WORKDIR.value:
+        raise app.UsageError("--workdir is required to train")
+    logging.get_absl_handler().addFilter(_QuietLibraries())
+    init_distributed()
+    from dheads_jax.train import loop
+
+    try:
+        loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    except loop.TrainingError as e:
+        logging.error("%s", e)
+        print(f"run_train.py: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -34,7 +34,10 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS = {
-    "test": ["pytest==9.2.0", "pytest-xdist", "ruff==0.17.6"],
+    # imageio-ffmpeg: an independent ffmpeg binary that tests decode our mp4s with.
+    "test": ["pytest==9.2.0", "pytest-xdist", "ruff==0.17.6", "imageio-ffmpeg==0.8.1"],
+    # Reading the authors' PyTorch checkpoints and audio encoder (python -m dheads_jax.convert).
+    "torch": ["torch==2.13.0"],
 }
 
 setup(
@@ -45,4 +48,5 @@ setup(
     python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
+    package_data={"dheads_jax.convert": ["official_unet_state_dict.txt"]},
 )

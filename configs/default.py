@@ -15,12 +15,16 @@ def get_config():
     # Data: what each training example contains (SPEC section 4).
     config.data = ml_collections.ConfigDict()
     config.data.dataset_dir = ""  # A prepared TFRecord dataset (data/prepare.py).
+    # With no dataset_dir: bundled clips, prepared into a cache on first use.
+    config.data.samples_dir = ""
     config.data.image_size = 128
     config.data.motion_frames = 2  # m_x
     config.data.audio_context = 2  # m_y: audio window is frames k-m_y .. k+m_y
     config.data.grayscale_motion = False
     config.data.audio_dim = 256  # per-frame embedding size (256 for the SDA encoder)
     config.data.audio_encoder = "sda"
+    config.data.mel_bins = 64  # mel encoder only: D = mel_bins * mel_subframes
+    config.data.mel_subframes = 4
     # Whose landmarks define the lip-loss box: "target" (the paper) or "identity"
     # (the official code's behaviour, a bug kept for reproduction).
     config.data.lip_box_source = "target"
@@ -59,9 +63,22 @@ def get_config():
     config.optim.grad_clip = 0.0  # 0 disables clipping
     config.optim.ema_decay = 0.0  # 0 disables EMA (the official run had none)
 
+    # Devices: data x fsdp; -1 takes the remaining devices.
+    config.mesh = ml_collections.ConfigDict()
+    config.mesh.data = -1
+    config.mesh.fsdp = 1
+
     config.train = ml_collections.ConfigDict()
     config.train.batch_size = 80  # global
     config.train.num_steps = 1_000_000
+    config.train.log_every = 100
+    config.train.checkpoint_every = 5_000
+    config.train.keep_checkpoints = 3  # latest K
+    config.train.milestone_every = 100_000  # also kept; 0 disables
+    config.train.sample_every = 10_000  # PNG strips of sampled frames; 0 disables
+    config.train.sample_frames = 8
+    config.train.sample_steps = 50
+    config.train.record_batches = False  # write the clip/frame ids of every batch to batches.jsonl
 
     # Sampling (SPEC section 6).
     config.sampling = ml_collections.ConfigDict()

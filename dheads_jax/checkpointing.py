@@ -19,6 +19,24 @@ from orbax.checkpoint import checkpoint_managers as policies
 from dheads_jax.train.state import TrainState
 
 ARRAY_ITEMS = ("params", "ema_params", "opt_state")
+
+
+def _placed(abstract_tree: Any) -> Any:
+    """Targets without a sharding go to this process's first device.
+
+    Orbax otherwise tries the saved sharding, which fails when the device set changed.
+    """
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return jax.tree.map(
+        lambda a: (
+            a
+            if getattr(a, "sharding", None) is not None
+            else jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device)
+        ),
+        abstract_tree,
+    )
+
+
 JSON_ITEMS = ("config", "data")
 
 
@@ -97,9 +115,16 @@ class Checkpointer:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
         name = "ema_params" if ema else "params"
         restored = self.manager.restore(
-            step, args=ocp.args.Composite(**{name: ocp.args.StandardRestore(abstract_params)})
+            step, args=ocp.args.Composite(**{name: ocp.args.StandardRestore(_placed(abstract_params))})
         )
         return restored[name]
+
+    def restore_json(self, item: str, step: int | None = None) -> dict:
+        """A JSON item ("config" or "data") of a checkpoint."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        return self.manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.JsonRestore()}))[item]
 
     def has_ema(self, step: int | None = None) -> bool:
         step = self.latest_step() if step is None else step
@@ -126,4 +151,4 @@ def save_pytree(path: str, tree: Any) -> None:
 def load_pytree(path: str, abstract_tree: Any) -> Any:
     """Reads a pytree written by ``save_pytree`` onto ``abstract_tree`` (ShapeDtypeStructs)."""
     with ocp.StandardCheckpointer() as checkpointer:
-        return checkpointer.restore(os.path.abspath(path), abstract_tree)
+        return checkpointer.restore(os.path.abspath(path), _placed(abstract_tree))

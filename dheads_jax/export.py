@@ -79,18 +79,30 @@ def write_export(
     )
     cast = jax.tree.map(lambda x: jnp.asarray(x, jnp.dtype(dtype)), params)
     out_dir = os.path.abspath(out_dir)
-    tmp = f"{out_dir}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
+    # The same temporary name on every process: the orbax save below is collective.
+    tmp = f"{out_dir}.tmp"
+    main = jax.process_index() == 0
+    if main:
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+    _barrier("export: folder ready")
     checkpointing.save_pytree(os.path.join(tmp, PARAMS_NAME), cast)
-    if jax.process_index() == 0:
+    if main:
         with open(os.path.join(tmp, META_NAME), "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=2)
             f.write("\n")
         if os.path.exists(out_dir):
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
+    _barrier("export: renamed")
     return out_dir
+
+
+def _barrier(name: str) -> None:
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(f"dheads_jax {name}")
 
 
 def config_from_meta(meta: dict) -> ml_collections.ConfigDict:

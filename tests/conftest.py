@@ -19,3 +19,6 @@ os.environ.setdefault(
     "JAX_COMPILATION_CACHE_DIR", os.path.join(ROOT, ".pytest_cache", "jax_compilation_cache")
 )
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
+
+# Prepared sample datasets are shared by the tests (and their subprocesses) of a session.
+os.environ.setdefault("DHEADS_CACHE", os.path.join(ROOT, ".pytest_cache", "dheads_cache"))

@@ -80,3 +80,16 @@ def _jitted_apply(model):
 
         _APPLY_CACHE[model] = jax.jit(fn)
     return _APPLY_CACHE[model]
+
+
+def prepared_samples(config) -> str:
+    """The bundled GRID clips prepared for ``config`` (once, under a lock shared by workers)."""
+    import fcntl
+    import os
+
+    from dheads_jax.data import cache
+
+    os.makedirs(cache.cache_root(), exist_ok=True)
+    with open(os.path.join(cache.cache_root(), ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return cache.ensure_dataset(config)

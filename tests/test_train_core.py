@@ -9,7 +9,8 @@ from dheads_jax import parallel
 from dheads_jax.checkpointing import Checkpointer
 from dheads_jax.diffusion import build_schedule
 from dheads_jax.models import factory
-from dheads_jax.train import optimizer, state as state_lib
+from dheads_jax.train import optimizer
+from dheads_jax.train import state as state_lib
 from dheads_jax.train.step import make_train_step
 from tests import helpers
 
@@ -118,5 +119,7 @@ def test_checkpoint_saved_on_8_devices_restores_on_2(ema_config, tmp_path):
     assert config_dict["model"]["model_channels"] == ema_config.model.model_channels
     kernel = restored.params["input_blocks_0_0"]["kernel"]
     assert kernel.sharding.mesh.devices.size == 2
-    for a, b in zip(jax.tree.leaves(jax.device_get(st)), jax.tree.leaves(jax.device_get(restored)), strict=True):
+    for a, b in zip(
+        jax.tree.leaves(jax.device_get(st)), jax.tree.leaves(jax.device_get(restored)), strict=True
+    ):
         np.testing.assert_array_equal(a, b)

@@ -1,0 +1,172 @@
+"""What a person looks at during training: console lines, TensorBoard, a loss curve, sample strips."""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+
+import jax
+import matplotlib
+import numpy as np
+from absl import logging
+from PIL import Image
+
+from dheads_jax import sampling
+from dheads_jax.data import reader
+from dheads_jax.diffusion import schedule_from_config
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+CURVE_KEYS = ("loss", "simple", "vlb", "lip")
+
+
+class Throughput:
+    """Steps/s, examples/s and ETA over the interval since the last update."""
+
+    def __init__(self, first_step: int, num_steps: int, batch_size: int):
+        self.num_steps, self.batch_size = num_steps, batch_size
+        self.last_step, self.last_time = first_step, time.time()
+
+    def update(self, step: int) -> dict[str, float]:
+        now = time.time()
+        rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
+        self.last_step, self.last_time = step, now
+        return dict(
+            steps_per_s=rate,
+            examples_per_s=rate * self.batch_size,
+            eta_s=(self.num_steps - step) / max(rate, 1e-9),
+        )
+
+
+def format_eta(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class MetricLogger:
+    """Console lines, TensorBoard events, metrics.csv and loss_curve.png (process 0 only)."""
+
+    def __init__(self, workdir: str, enabled: bool = True):
+        self.enabled = enabled
+        self.workdir = workdir
+        self.csv_path = os.path.join(workdir, "metrics.csv")
+        if not enabled:
+            return
+        from tensorboardX import SummaryWriter
+
+        self.writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+    def log(self, step: int, metrics: dict[str, float], speed: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        logging.info(
+            "step %d | loss %.4f simple %.4f vlb %.4f lip %.4f | grad %.3f lr %.2e | %.2f steps/s %.1f ex/s | ETA %s",
+            step,
+            metrics["loss"],
+            metrics["simple"],
+            metrics["vlb"],
+            metrics["lip"],
+            metrics["grad_norm"],
+            metrics["lr"],
+            speed["steps_per_s"],
+            speed["examples_per_s"],
+            format_eta(speed["eta_s"]),
+        )
+        for k, v in {**metrics, **speed}.items():
+            self.writer.add_scalar(f"train/{k}", v, step)
+        self.writer.flush()
+        new = not os.path.exists(self.csv_path)
+        with open(self.csv_path, "a", newline="") as f:
+            w = csv.writer(f)
+            if new:
+                w.writerow(["step", *sorted(metrics)])
+            w.writerow([step, *(metrics[k] for k in sorted(metrics))])
+        plot_loss_curve(self.csv_path, os.path.join(self.workdir, "loss_curve.png"))
+
+    def close(self) -> None:
+        if self.enabled:
+            self.writer.close()
+
+
+def read_metrics(csv_path: str) -> dict[str, np.ndarray]:
+    """Columns of metrics.csv; a resumed run's repeated steps keep their last value."""
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    by_step = {int(r["step"]): r for r in rows}
+    steps = sorted(by_step)
+    return {k: np.array([float(by_step[s][k]) for s in steps]) for k in rows[0]} if rows else {}
+
+
+def plot_loss_curve(csv_path: str, png_path: str) -> None:
+    """Every loss term over steps, log scale, written atomically."""
+    cols = read_metrics(csv_path)
+    if not cols or len(cols["step"]) < 2:
+        return
+    fig, axes = plt.subplots(1, len(CURVE_KEYS), figsize=(4 * len(CURVE_KEYS), 3))
+    for ax, key in zip(axes, CURVE_KEYS, strict=True):
+        ax.plot(cols["step"], cols[key])
+        ax.set_yscale("log")
+        ax.set_title(key)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = png_path + ".tmp.png"
+    fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    os.replace(tmp, png_path)
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """[-1, 1] float -> uint8."""
+    return np.clip(np.round((np.asarray(x) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def save_png(path: str, image: np.ndarray) -> None:
+    """Writes an RGB (or RGBA/gray) uint8 image atomically."""
+    tmp = path + ".tmp.png"
+    Image.fromarray(image).save(tmp)
+    os.replace(tmp, path)
+
+
+class SampleWriter:
+    """Every few steps: a few frames sampled with the current (EMA) weights beside the real ones.
+
+    Writes samples/step_XXXXXXX.png: top row the real frames, bottom row the frames the
+    model makes from the clip's first frame (identity) and its audio.
+    """
+
+    def __init__(self, workdir: str, config, dataset_dir: str, model, mesh):
+        self.dir = os.path.join(workdir, "samples")
+        self.enabled = jax.process_index() == 0
+        self.config = config
+        self.mesh = mesh
+        self.apply_fn = sampling.make_apply_fn(model)
+        self.schedule = schedule_from_config(config.diffusion, config.train.sample_steps)
+        clip = reader.load_clips(dataset_dir, "train", limit=1)[0]
+        n = min(config.train.sample_frames, clip.frames.shape[0])
+        self.real = clip.frames[:n]
+        self.identity = clip.frames[0:1].astype(np.float32) / 127.5 - 1.0
+        self.audio = clip.audio[None].astype(np.float32)
+        self.lengths = np.array([n])
+        os.makedirs(self.dir, exist_ok=True)
+
+    def write(self, step: int, state) -> None:
+        params = state.ema_params if state.ema_params is not None else state.params
+        opts = sampling.sampling_options(self.config)
+        video = sampling.sample_video(
+            self.apply_fn,
+            params,
+            self.schedule,
+            self.identity,
+            self.audio,
+            jax.random.key(self.config.seed + 1),
+            lengths=self.lengths,
+            **opts,
+        )
+        if not self.enabled:
+            return
+        fake = to_uint8(video[0, : len(self.real)])
+        strip = np.concatenate([np.concatenate(list(self.real), 1), np.concatenate(list(fake), 1)], 0)
+        save_png(os.path.join(self.dir, f"step_{step:07d}.png"), strip)
