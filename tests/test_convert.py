@@ -1,0 +1,334 @@
+"""The PyTorch -> JAX converter and the SDA encoder runner, checked against a PyTorch U-Net.
+
+The PyTorch model (dheads_jax/convert/torch_reference.py) is this project's own
+implementation of SPEC section 2 with the official tensor names; here at a small size
+(32 px, 32 channels, two levels, attention at the lowest) with random non-zero weights,
+traced to TorchScript like the released ``crema_script.pt``, converted with the command's
+code and compared with the Flax model. The full-size name/shape table is checked by
+construction on PyTorch's meta device (no memory, no weights).
+"""
+
+import argparse
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="PyTorch is the optional extra: pip install -e .[torch]")
+
+from configs import crema, lrw  # noqa: E402
+from dheads_jax import export  # noqa: E402
+from dheads_jax.convert import converter, mapping, sda  # noqa: E402
+from dheads_jax.convert import torch_reference as ref  # noqa: E402
+from dheads_jax.diffusion import build_schedule  # noqa: E402
+from dheads_jax.models import factory  # noqa: E402
+from dheads_jax.sampling import make_apply_fn, sample_frame, step_noise  # noqa: E402
+
+TOL = 1e-4
+# A chain step amplifies network differences by coef1_q * sqrt(1 / abar - 1) where x0_hat is not
+# clamped: about 1e4 at t = 999 of a 4-step chain. Measured: 5e-5 over 4 steps (forward: 1e-5).
+CHAIN_TOL = 5e-4
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:torch", "ignore::torch.jit.TracerWarning")
+
+
+def small_config(grayscale: bool = False):
+    """configs/crema.py at 32 px with 32 channels and levels (1, 2); attention at 16 px."""
+    config = crema.get_config()
+    config.name = "convert-test"
+    config.data.image_size = 32
+    config.data.audio_dim = 24
+    config.data.grayscale_motion = grayscale
+    config.model.model_channels = 32
+    config.model.channel_mult = (1, 2)
+    config.model.attention_resolutions = (16,)
+    config.model.head_channels = 16
+    return config
+
+
+def traced_model(config, seed: int = 0):
+    """The reference U-Net of ``config`` with random weights, traced to TorchScript (eval mode)."""
+    model = ref.randomize_(ref.from_config(config), seed=seed).eval()
+    s, d = config.data.image_size, config.data
+    mc = factory.motion_channels(config)
+    example = (
+        torch.zeros(1, 3, s, s),
+        torch.zeros(1, dtype=torch.long),
+        torch.zeros(1, 3, s, s),
+        torch.zeros(1, d.motion_frames * mc, s, s),
+        torch.zeros(1, 2 * d.audio_context + 1, d.audio_dim),
+    )
+    with torch.no_grad():
+        return torch.jit.trace(model, example, check_trace=False)
+
+
+def random_inputs(config, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        k: rng.uniform(-1, 1, v.shape).astype(np.float32)
+        for k, v in factory.input_specs(config, batch).items()
+        if k != "timesteps"
+    }
+
+
+def to_torch(inputs: dict[str, np.ndarray]) -> tuple:
+    """NHWC model inputs -> the authors' NCHW call (x, x_cond, motion_frames, audio_emb)."""
+    nchw = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))  # noqa: E731
+    m = inputs["motion"]  # [B, M, H, W, mc] oldest first -> [B, M * mc, H, W]
+    motion = torch.from_numpy(
+        np.ascontiguousarray(m.transpose(0, 1, 4, 2, 3).reshape(m.shape[0], -1, *m.shape[2:4]))
+    )
+    return nchw(inputs["x_t"]), nchw(inputs["identity"]), motion, torch.from_numpy(inputs["audio"])
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """(TorchScript path, export folder, config) of the small colour model."""
+    root = tmp_path_factory.mktemp("convert")
+    config = small_config()
+    script = str(root / "small_script.pt")
+    traced_model(config).save(script)
+    out = str(root / "export")
+    converter.convert_checkpoint(script, out, config)
+    return script, out, config
+
+
+def run_cli(args, capsys) -> tuple[int, list[str]]:
+    code = converter.main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    return code, err
+
+
+def test_full_size_module_has_the_official_names_and_shapes():
+    with torch.device("meta"):
+        colour, gray = ref.ReferenceUNet(), ref.ReferenceUNet(motion_channels=1)
+    table = mapping.official_table()
+    got = {k: tuple(v.shape) for k, v in colour.state_dict().items()}
+    assert list(got) == list(table) and got == table
+    assert len(table) == 324 and sum(np.prod(s) for s in table.values()) == 215_748_614
+    gray_shapes = {k: tuple(v.shape) for k, v in gray.state_dict().items()}
+    assert gray_shapes == mapping.official_table(8)
+    assert sum(np.prod(s) for s in gray_shapes.values()) == 215_739_398
+    # The converter's own check accepts both, each under its config, via the Flax model's table.
+    assert converter.check_shapes(got, crema.get_config()) is True
+    assert converter.check_shapes(gray_shapes, lrw.get_config()) is True
+
+
+def test_names_round_trip_flax_paths():
+    assert mapping.torch_name(("input_blocks_7_1", "qkv", "kernel")) == "input_blocks.7.1.qkv.weight"
+    assert mapping.torch_name(("output_blocks_2_2", "audio_emb_layers_1", "bias")) == (
+        "output_blocks.2.2.audio_emb_layers.1.bias"
+    )
+    assert mapping.torch_name(("time_embed_fc_0", "kernel")) == "time_embed.fc.0.weight"
+    assert mapping.torch_name(("out_0", "scale")) == "out.0.weight"
+    w = np.arange(2 * 3 * 3 * 5, dtype=np.float32).reshape(5, 2, 3, 3)  # OIHW
+    hwio = mapping.to_flax(w, ("input_blocks_0_0", "kernel"))
+    assert hwio.shape == (3, 3, 2, 5) and hwio[1, 2, 0, 4] == w[4, 0, 1, 2]
+    assert mapping.to_flax(w[:, :, :1, 0], ("middle_block_1", "qkv", "kernel")).shape == (2, 5)
+
+
+def test_forward_matches_pytorch(converted):
+    script, out, _ = converted
+    config, params, meta = export.load_export(out)
+    assert meta["weights"] == "raw" and meta["provenance"]["source_format"] == "torchscript"
+    assert meta["audio_encoder"] == {"name": "sda", "dim": 24}
+    inputs = random_inputs(config, 4)
+    timesteps = np.array([0, 37, 500, 999], np.int32)
+    model = factory.build_unet(config)
+    jax_out = np.asarray(jax.jit(make_apply_fn(model))(params, timesteps=timesteps, **inputs))
+
+    x, x_cond, motion, audio = to_torch(inputs)
+    with torch.no_grad():
+        torch_out = torch.jit.load(script)(x, torch.from_numpy(timesteps).long(), x_cond, motion, audio)
+    torch_out = torch_out.numpy().transpose(0, 2, 3, 1)
+    assert jax_out.shape == torch_out.shape == (4, 32, 32, 6)
+    assert torch_out.std() > 0.3  # a real signal, not zeros
+    err = np.abs(jax_out - torch_out).max()
+    assert err < TOL, f"max |JAX - PyTorch| = {err:.2e}"
+    # Different timesteps give different outputs (the embedding is used).
+    assert np.abs(torch_out[1] - torch_out[2]).max() > 0.01
+
+
+def test_respaced_sampling_chain_matches_pytorch(converted):
+    script, out, _ = converted
+    config, params, _ = export.load_export(out)
+    steps, batch = 4, 2
+    schedule = build_schedule("cosine", 1000, steps)
+    coefficients = ref.respaced_coefficients(steps)
+    np.testing.assert_array_equal(np.asarray(schedule.timesteps), coefficients["timesteps"])
+    inputs = random_inputs(config, batch, seed=1)
+    keys = jax.random.split(jax.random.key(7), batch)
+    model = factory.build_unet(config)
+    run = jax.jit(lambda p: sample_frame(make_apply_fn(model), p, schedule, keys, inputs["identity"],
+                                         inputs["motion"], inputs["audio"], return_trajectory=True))  # fmt: skip
+    x0_jax, traj_jax = run(params)
+
+    shape = (32, 32, 3)
+    nchw = lambda a: torch.from_numpy(np.asarray(a).transpose(0, 3, 1, 2).copy())  # noqa: E731
+    x_T = nchw(step_noise(keys, steps, shape))
+    noises = [nchw(step_noise(keys, j, shape)) for j in range(steps)]
+    _, x_cond, motion, audio = to_torch(inputs)
+    x0_torch, traj_torch = ref.sample_frame(
+        torch.jit.load(script), coefficients, x_T, noises, x_cond, motion, audio
+    )
+    for i, (a, b) in enumerate(zip(np.asarray(traj_jax), traj_torch, strict=True)):
+        err = np.abs(a - b.numpy().transpose(0, 2, 3, 1)).max()
+        assert err < CHAIN_TOL, f"step {i}: max |JAX - PyTorch| = {err:.2e}"
+    assert np.abs(np.asarray(x0_jax) - x0_torch.numpy().transpose(0, 2, 3, 1)).max() < CHAIN_TOL
+    assert np.abs(np.asarray(x0_jax)).max() <= 1.0 + 1e-6  # the last step returns the clamped x0_hat
+
+
+def test_lightning_checkpoint_converts_to_the_same_parameters(converted, tmp_path, capsys):
+    script, out, config = converted
+    state = torch.jit.load(script).state_dict()
+    ckpt = {
+        "epoch": 3,
+        "global_step": 1234,
+        "pytorch-lightning_version": "1.9.0",
+        "hyper_parameters": {"lr": 5e-5, "model_channels": 32},
+        "state_dict": {
+            **{f"unet.{k}": v.clone() for k, v in state.items()},
+            **{f"diffusion.nn_backbone.{k}": v.clone() for k, v in state.items()},
+            "diffusion.betas": torch.linspace(1e-4, 0.02, 10),
+        },
+    }
+    path = str(tmp_path / "last.ckpt")
+    torch.save(ckpt, path)
+    facts = converter.convert_checkpoint(path, str(tmp_path / "from_ckpt"), config)
+    assert facts["source_format"] == "lightning" and facts["source_prefix"] == "unet."
+    _, a, _ = export.load_export(out)
+    _, b, _ = export.load_export(str(tmp_path / "from_ckpt"))
+    assert jax.tree.all(jax.tree.map(lambda x, y: bool(jnp.array_equal(x, y)), a, b))
+
+    # Hyper-parameters that are Python objects need the explicit opt-in.
+    ckpt["hyper_parameters"] = argparse.Namespace(lr=5e-5)
+    torch.save(ckpt, path)
+    with pytest.raises(converter.ConvertError, match="rerun with --allow_pickle"):
+        converter.convert_checkpoint(path, str(tmp_path / "pickled"), config)
+    assert not os.path.exists(tmp_path / "pickled")
+    converter.convert_checkpoint(path, str(tmp_path / "pickled"), config, allow_pickle=True)
+    _, c, _ = export.load_export(str(tmp_path / "pickled"))
+    assert jax.tree.all(jax.tree.map(lambda x, y: bool(jnp.array_equal(x, y)), a, c))
+
+
+def _assert_failed_cleanly(code, err, folder, keep, *needles):
+    assert code == 1
+    assert len(err) == 1, err
+    for needle in needles:
+        assert needle in err[0], err[0]
+    assert sorted(os.listdir(folder)) == sorted(keep)  # no export, no partial or temp folder
+
+
+def test_not_a_checkpoint_fails_with_one_line(tmp_path, capsys):
+    bad = tmp_path / "notes.pt"
+    bad.write_text("these are not weights\n")
+    code, err = run_cli([f"--torch_checkpoint={bad}", f"--output={tmp_path / 'out'}"], capsys)
+    _assert_failed_cleanly(
+        code, err, tmp_path, ["notes.pt"], "notes.pt", "not a TorchScript file or PyTorch checkpoint"
+    )
+    code, err = run_cli(
+        [f"--torch_checkpoint={tmp_path / 'missing.pt'}", f"--output={tmp_path / 'out'}"], capsys
+    )
+    _assert_failed_cleanly(code, err, tmp_path, ["notes.pt"], "no such file")
+
+
+def test_wrong_shapes_fail_with_one_line_naming_the_tensors(tmp_path):
+    gray = str(tmp_path / "gray.pt")
+    traced_model(small_config(grayscale=True)).save(gray)
+    with pytest.raises(converter.ConvertError) as e:
+        converter.convert_checkpoint(gray, str(tmp_path / "out"), small_config())
+    msg = str(e.value)
+    assert "\n" not in msg and "input_blocks.0.0.weight [32, 8, 3, 3] (expected [32, 12, 3, 3])" in msg
+    assert sorted(os.listdir(tmp_path)) == ["gray.pt"]
+
+
+def test_grayscale_unet_into_colour_config_names_the_config_that_fits(tmp_path, capsys):
+    # Full-size shapes at no cost: every tensor is a view of one zero (torch.save stores one storage).
+    one = torch.zeros(1)
+    state = {k: one.expand(v) for k, v in mapping.official_table(8).items()}
+    path = tmp_path / "lrw.ckpt"
+    torch.save({"state_dict": {f"unet.{k}": v for k, v in state.items()}}, str(path))
+    assert path.stat().st_size < 200_000
+    code, err = run_cli(
+        [f"--torch_checkpoint={path}", f"--output={tmp_path / 'out'}", "--config=crema"], capsys
+    )
+    _assert_failed_cleanly(
+        code,
+        err,
+        tmp_path,
+        ["lrw.ckpt"],
+        "1 with another shape: input_blocks.0.0.weight [256, 8, 3, 3] (expected [256, 12, 3, 3])",
+        "use --config=lrw",
+    )
+
+
+def test_missing_torch_says_how_to_install(tmp_path, capsys, monkeypatch, converted):
+    script = converted[0]
+    monkeypatch.setitem(sys.modules, "torch", None)  # "import torch" now raises ImportError
+    code, err = run_cli([f"--torch_checkpoint={script}", f"--output={tmp_path / 'out'}"], capsys)
+    _assert_failed_cleanly(code, err, tmp_path, [], "PyTorch is not installed", "pip install -e .[torch]")
+    with pytest.raises(sda.SDAError, match=r"pip install -e \.\[torch\]"):
+        sda.sda_embeddings(np.zeros(6400, np.float32), script)
+
+
+class StandInEncoder(torch.nn.Module):
+    """The official encoder's call: (window [1, 1, 3200], lengths [1], init_state [2, 1, 256])."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(sda.WINDOW, 16)
+        self.rnn = torch.nn.GRU(16, 256, num_layers=2, batch_first=True)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor, init_state: torch.Tensor | None = None):
+        feat = self.proj(x.reshape(x.shape[0], 1, -1)) * (lengths.float() / 3200.0)[:, None, None]
+        out, state = self.rnn(feat, init_state)
+        return out[:, -1], feat, state
+
+
+def test_sda_windows_and_carried_state_match_a_whole_sequence_run(tmp_path):
+    torch.manual_seed(0)
+    encoder = StandInEncoder().eval()
+    path = str(tmp_path / "audio_encoder.pt")
+    torch.jit.script(encoder).save(path)
+    rng = np.random.default_rng(0)
+    n = 640 * 9 + 123  # a partial frame at the end adds no frame
+    wave = rng.uniform(-0.5, 0.5, n).astype(np.float32)
+
+    emb = sda.sda_embeddings(wave, path)
+    assert emb.shape == (9, 256) and emb.dtype == np.float32
+    assert [sda.num_frames(m) for m in (639, 640, 1279, 1280, n)] == [0, 1, 1, 2, 9]
+
+    # Independent reference: explicit zero padding, window k = padded[640 k : 640 k + 3200],
+    # and one GRU pass over the whole sequence (what carrying the state window to window means).
+    padded = np.concatenate([np.zeros(1280, np.float32), wave, np.zeros(1280, np.float32)])
+    wins = np.stack([padded[640 * k : 640 * k + 3200] for k in range(9)])
+    assert np.array_equal(sda.windows(wave), wins)
+    with torch.no_grad():
+        feats = encoder.proj(torch.from_numpy(wins))[None]  # [1, T, 16]
+        whole, _ = encoder.rnn(feats, torch.zeros(2, 1, 256))
+    np.testing.assert_allclose(emb, whole[0].numpy(), atol=1e-5)
+    # The carried state matters: a fresh state per window gives other embeddings.
+    with torch.no_grad():
+        fresh = torch.cat([encoder.rnn(feats[:, k : k + 1])[0][:, -1] for k in range(9)]).numpy()
+    assert np.abs(fresh[1:] - emb[1:]).max() > 1e-3
+
+    # The sampler's audio loading runs the encoder file the same way.
+    import soundfile
+
+    from dheads_jax import generate
+
+    wav = str(tmp_path / "speech.wav")
+    soundfile.write(wav, wave, sda.SAMPLE_RATE, subtype="FLOAT")
+    waveform, emb2 = generate.load_audio(wav, {"audio_encoder": {"name": "sda", "dim": 256}}, None, path)
+    assert waveform.shape == (9 * 640,)
+    np.testing.assert_allclose(emb2, sda.sda_embeddings(waveform, path), atol=1e-6)
+
+    with pytest.raises(sda.SDAError, match="shorter than one video frame"):
+        sda.sda_embeddings(wave[:600], path)
+    with pytest.raises(sda.SDAError, match="not a TorchScript audio encoder"):
+        bad = tmp_path / "bad.pt"
+        bad.write_text("no")
+        sda.sda_embeddings(wave, str(bad))
