@@ -78,3 +78,18 @@ def ensure_dataset(config: ml_collections.ConfigDict, prepare: bool = True) -> s
     if result.dataset_dir is None:
         raise RuntimeError(f"preparing {samples} wrote nothing; see {result.report_path}")
     return out
+
+
+def main(argv):
+    """``python -m dheads_jax.data.cache --config=CONFIG``: prepares if needed, prints the folder."""
+    del argv
+    print(ensure_dataset(_CONFIG.value))
+
+
+if __name__ == "__main__":
+    from absl import app, flags
+    from ml_collections import config_flags
+
+    _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
+    flags.mark_flags_as_required(["config"])
+    app.run(main)
