@@ -5,7 +5,8 @@
 Same architecture family as configs/crema.py (AdaGN audio and timestep conditioning,
 attention at the lowest level, learned variance, lip loss) at 64 px with 32 base channels
 and the offline mel audio encoder. Holds out bbaf2n (unseen speaker) and swwp2s (speaker
-seen in pwij3p) as the test split. Cost: about 15 minutes on 2 CPU cores, 3.5 M parameters.
+seen in pwij3p) as the test split. Cost: 2.5 M parameters; 800 steps of batch 8 take
+about 15 minutes on 2 idle CPU cores.
 """
 
 from configs import default
@@ -36,11 +37,11 @@ def get_config():
     config.optim.ema_decay = 0.995
 
     config.train.batch_size = 8
-    config.train.num_steps = 2000
+    config.train.num_steps = 800
     config.train.log_every = 50
     config.train.checkpoint_every = 500
     config.train.milestone_every = 0
-    config.train.sample_every = 500
+    config.train.sample_every = 200
     config.train.sample_frames = 8
     config.train.sample_steps = 25
     config.sampling.steps = 50

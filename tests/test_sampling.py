@@ -8,7 +8,7 @@ from jax.sharding import AxisType
 
 from configs import test as test_config
 from dheads_jax import sampling
-from dheads_jax.diffusion import schedule_from_config
+from dheads_jax.diffusion import build_schedule, schedule_from_config
 from dheads_jax.models.factory import build_unet, dummy_inputs, param_shapes
 
 NUM_STEPS = 6
@@ -375,3 +375,31 @@ def test_sample_video_rejects_bad_lengths(setup):
             jax.random.key(0),
             lengths=[5, 2],
         )
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+@pytest.mark.parametrize("steps", [25, 100])
+def test_a_perfect_denoiser_recovers_the_clean_frame(sampler, steps):
+    """With eps_hat = (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t) on the ORIGINAL timestep, the
+    respaced chain must end at x0: this ties the respacing, the timesteps the network sees,
+    the posterior and the last (noise-free) step together."""
+    full = build_schedule("cosine", 1000)
+    x0 = jnp.asarray(np.random.default_rng(3).uniform(-0.9, 0.9, (2, 8, 8, 3)), jnp.float32)
+
+    def oracle(params, x_t, t, identity, motion, audio):
+        abar = full.alphas_cumprod[t][:, None, None, None]
+        eps = (x_t - jnp.sqrt(abar) * x0) / jnp.sqrt(1 - abar)
+        return jnp.concatenate([eps, jnp.zeros_like(eps)], -1)
+
+    keys = sampling.frame_keys(jax.random.key(0), jnp.arange(2), 0)
+    out = sampling.sample_frame(
+        oracle,
+        None,
+        build_schedule("cosine", 1000, steps),
+        keys,
+        x0,
+        x0[:, None],
+        jnp.zeros((2, 5, 4)),
+        sampler=sampler,
+    )
+    np.testing.assert_allclose(out, x0, atol=1e-4)
