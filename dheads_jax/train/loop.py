@@ -156,11 +156,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
     logger = visualize.MetricLogger(workdir, enabled=is_main)
     preemption = Preemption()
-    samples = (
-        visualize.SampleWriter(workdir, config, dataset_dir, model, mesh)
-        if config.train.sample_every
-        else None
-    )
+    samples = None
+    if config.train.sample_every and jax.process_count() > 1:
+        logging.warning(
+            "sample strips are single-host; train.sample_every is ignored on %d processes",
+            jax.process_count(),
+        )
+    elif config.train.sample_every:
+        samples = visualize.SampleWriter(workdir, config, dataset_dir, model, mesh)
     first_step = int(jax.device_get(state.step))
     last_saved = first_step if data_position is not None else None
     timer = visualize.Throughput(first_step, num_steps, config.train.batch_size)
