@@ -161,7 +161,7 @@ class Sampler:
         opts.update(sampler=self.sampler, eta=float(self.eta))
         written = []
         total_frames = sum(len(j.audio) for j in jobs)
-        done_before = 0
+        frames_done = 0
         start = time.time()
         for b in range(0, len(jobs), batch_size):
             batch = jobs[b : b + batch_size]
@@ -170,21 +170,20 @@ class Sampler:
             writers = [video_io.make_writer(j.output, j.waveform, upscale) for j in batch]
 
             def on_frame(k, frames, active, writers=writers):
+                nonlocal frames_done
                 for w, f, a in zip(writers, frames, active, strict=True):
                     if a:
                         w.add(to_uint8(f))
-
-            def on_progress(done, total, fps, eta_s, before=done_before):
-                overall = (before + done) / max(time.time() - start, 1e-9)
-                left = (total_frames - before - done) / max(overall, 1e-9)
+                        frames_done += 1
+                rate = frames_done / max(time.time() - start, 1e-9)
                 logging.log_every_n_seconds(
                     logging.INFO,
-                    "frames %d/%d | %.2f frames/s | ETA %.0f s",
+                    "all jobs: %d/%d frames | %.2f frames/s | ETA %.0f s",
                     10,
-                    before + done,
+                    frames_done,
                     total_frames,
-                    overall,
-                    left,
+                    rate,
+                    (total_frames - frames_done) / max(rate, 1e-9),
                 )
 
             try:
@@ -199,7 +198,6 @@ class Sampler:
                     video_ids=np.array([j.video_id for j in batch]),
                     mesh=self.mesh,
                     callback=on_frame,
-                    progress=on_progress,
                     **opts,
                 )
                 written += [w.close() for w in writers]
@@ -207,7 +205,6 @@ class Sampler:
                 for w in writers:
                     w.abort()
                 raise
-            done_before += sum(len(j.audio) for j in batch)
             logging.info("wrote %s", ", ".join(j.output for j in batch))
         return written
 
