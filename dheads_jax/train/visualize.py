@@ -133,7 +133,7 @@ def save_png(path: str, image: np.ndarray) -> None:
 class SampleWriter:
     """Every few steps: a few frames sampled with the current (EMA) weights beside the real ones.
 
-    Writes samples/step_XXXXXXX.png: top row the real frames, bottom row the frames the
+    Writes samples/step_<7-digit step>.png: top row the real frames, bottom row the frames the
     model makes from the clip's first frame (identity) and its audio.
     """
 
