@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 
 import jax
 import numpy as np
@@ -115,9 +116,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_two_processes_train_and_one_process_restores(tmp_path):
-    helpers.prepared_samples(helpers.tiny_config())
-    workdir = str(tmp_path / "multi")
+def launch_two_processes(workdir):
     port = free_port()
     procs = [
         subprocess.Popen(
@@ -138,9 +137,25 @@ def test_two_processes_train_and_one_process_restores(tmp_path):
         for i in range(2)
     ]
     outs = [p.communicate(timeout=600) for p in procs]
-    for p, (_, err) in zip(procs, outs, strict=True):
-        assert p.returncode == 0, err[-3000:]
-    assert "4 devices, 2 process(es)" in outs[0][1]
+    return [p.returncode for p in procs], [err for _, err in outs]
+
+
+def test_two_processes_train_and_one_process_restores(tmp_path):
+    helpers.prepared_samples(helpers.tiny_config())
+    workdir = str(tmp_path / "multi")
+    codes, errs = launch_two_processes(workdir)
+    if codes != [0, 0]:
+        # The port chosen by free_port() can be taken before the coordinator binds it, and a
+        # heavily loaded machine can miss coordination heartbeats: say so, then try once more.
+        warnings.warn(
+            f"two-process run failed ({codes}), retrying; stderr tails: {[e[-1500:] for e in errs]}",
+            stacklevel=2,
+        )
+        workdir = str(tmp_path / "multi_retry")
+        codes, errs = launch_two_processes(workdir)
+    for code, err in zip(codes, errs, strict=True):
+        assert code == 0, err[-3000:]
+    assert "4 devices, 2 process(es)" in errs[0]
     state, config_dict, position = final_params(workdir, 8)
     assert int(state.step) == 4 and position["process_count"] == 2 and position["batches"] == 4
     assert config_dict["train"]["num_steps"] == 4
