@@ -50,6 +50,9 @@ def get_config():
     config.diffusion.schedule = "cosine"  # or "linear"
     config.diffusion.lambda_vlb = 1e-4
     config.diffusion.lambda_ls = 0.2
+    # What the network's first three output channels predict: "eps" (official) or "v" [ours],
+    # v = sqrt(abar) eps - sqrt(1 - abar) x_0, turned into eps before the losses and sampler.
+    config.diffusion.parametrization = "eps"
 
     # Optimisation (SPEC section 4).
     config.optim = ml_collections.ConfigDict()
@@ -78,6 +81,12 @@ def get_config():
     config.train.sample_every = 10_000  # PNG strips of sampled frames; 0 disables
     config.train.sample_frames = 8
     config.train.sample_steps = 50
+    # [ours] Gaussian noise of std ~ U(0, motion_noise) on the motion frames while training,
+    # so that the model learns to take its own imperfect frames; 0 (official) is off.
+    config.train.motion_noise = 0.0
+    # [ours] probability of replacing a training example's motion frames by the identity (as
+    # at a video's first frame), so that the mouth has to come from the audio; 0 (official).
+    config.train.motion_dropout = 0.0
     config.train.record_batches = False  # write the clip/frame ids of every batch to batches.jsonl
 
     # Sampling (SPEC section 6).

@@ -28,7 +28,7 @@ from absl import logging
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from dheads_jax.diffusion.gaussian import ddim_step, ddpm_step
+from dheads_jax.diffusion.gaussian import PARAMETRIZATIONS, ddim_step, ddpm_step, output_to_eps
 from dheads_jax.diffusion.schedule import Schedule
 from dheads_jax.imaging import motion_transform
 
@@ -112,6 +112,7 @@ def sample_frame(
     *,
     sampler: str = "ddpm",
     eta: float = 0.0,
+    parametrization: str = "eps",
     return_trajectory: bool = False,
 ):
     """Runs the whole reverse chain for one frame of every example: one ``lax.scan``.
@@ -130,6 +131,8 @@ def sample_frame(
       audio: [B, 2 m_y + 1, D] the audio window of this frame.
       sampler: "ddpm" (ancestral, learned variance: the official sampler) or "ddim".
       eta: DDIM's noise scale (0 is deterministic); ignored by "ddpm".
+      parametrization: what the network predicts, "eps" (official) or "v" (see
+        ``dheads_jax.diffusion.output_to_eps``).
       return_trajectory: also return x after every step.
 
     Returns:
@@ -147,6 +150,7 @@ def sample_frame(
         t_index = jnp.full((batch,), j, jnp.int32)
         timesteps = jnp.full((batch,), schedule.timesteps[j], jnp.int32)
         out = apply_fn(params, x, timesteps, identity, motion, audio)
+        out = output_to_eps(schedule, out, x, t_index, parametrization)
         x_prev, _ = step_fn(schedule, out, x, t_index, step_noise(keys, j, shape))
         return x_prev, (x_prev if return_trajectory else None)
 
@@ -165,6 +169,7 @@ def sample_frame_reference(
     *,
     sampler: str = "ddpm",
     eta: float = 0.0,
+    parametrization: str = "eps",
     step_inputs: list[jax.Array] | jax.Array | None = None,
 ) -> tuple[jax.Array, list[jax.Array]]:
     """The chain of ``sample_frame`` as a plain Python loop, one example's noise at a time.
@@ -172,8 +177,8 @@ def sample_frame_reference(
     A slow reference for tests: host-side loop over steps and examples, no scan, no vmap.
 
     Args:
-      apply_fn, params, schedule, keys, identity, motion, audio, sampler, eta: as
-        ``sample_frame``.
+      apply_fn, params, schedule, keys, identity, motion, audio, sampler, eta,
+        parametrization: as ``sample_frame``.
       step_inputs: optional n states [B, H, W, 3]; step i then starts from
         ``step_inputs[i - 1]`` (x_T for i = 0) instead of this loop's previous state, so
         each step can be checked against another implementation's trajectory without
@@ -197,8 +202,10 @@ def sample_frame_reference(
         if step_inputs is not None and i > 0:
             x = jnp.asarray(step_inputs[i - 1])
         t = int(schedule.timesteps[j])
+        t_index = jnp.full((batch,), j, jnp.int32)
         out = apply_fn(params, x, jnp.full((batch,), t, jnp.int32), identity, motion, audio)
-        x, _ = step_fn(schedule, out, x, jnp.full((batch,), j, jnp.int32), noise(j))
+        out = output_to_eps(schedule, out, x, t_index, parametrization)
+        x, _ = step_fn(schedule, out, x, t_index, noise(j))
         trajectory.append(x)
     return x, trajectory
 
@@ -300,9 +307,13 @@ def sampling_options(config) -> dict[str, Any]:
       config: the experiment ``ConfigDict`` (uses ``data`` and ``sampling``).
 
     Returns:
-      dict with motion_frames, audio_context, grayscale, sampler, eta, stabilize_every.
+      dict with motion_frames, audio_context, grayscale, sampler, eta, stabilize_every,
+      parametrization.
     """
     s = config.sampling
+    parametrization = config.diffusion.get("parametrization", "eps")
+    if parametrization not in PARAMETRIZATIONS:
+        raise ValueError(f"unknown parametrization {parametrization!r}; expected one of {PARAMETRIZATIONS}")
     return dict(
         motion_frames=config.data.motion_frames,
         audio_context=config.data.audio_context,
@@ -310,6 +321,7 @@ def sampling_options(config) -> dict[str, Any]:
         sampler=s.sampler,
         eta=float(s.eta),
         stabilize_every=int(s.stabilize_every) if s.stabilize else 0,
+        parametrization=parametrization,
     )
 
 
@@ -330,6 +342,7 @@ def video_frame_step(
     sampler: str,
     eta: float,
     stabilize_every: int,
+    parametrization: str = "eps",
 ) -> tuple[jax.Array, jax.Array]:
     """Makes frame k of every video and returns it with the next frame's motion buffer.
 
@@ -343,7 +356,7 @@ def video_frame_step(
       motion: [V, m_x, H, W, mc], the buffer left by frame k - 1.
       audio: [V, N, D] every frame's audio embedding.
       audio_context: m_y.
-      grayscale, sampler, eta, stabilize_every: see ``sample_video``.
+      grayscale, sampler, eta, stabilize_every, parametrization: see ``sample_video``.
 
     Returns:
       (frame [V, H, W, 3] float32, motion [V, m_x, H, W, mc] for frame k + 1).
@@ -351,12 +364,25 @@ def video_frame_step(
     motion = stabilize_motion_buffer(motion, identity, k, stabilize_every, grayscale)
     window = audio_window(audio, k, lengths, audio_context)
     keys = frame_keys(key, video_ids, k)
-    frame = sample_frame(apply_fn, params, schedule, keys, identity, motion, window, sampler=sampler, eta=eta)
+    frame = sample_frame(
+        apply_fn,
+        params,
+        schedule,
+        keys,
+        identity,
+        motion,
+        window,
+        sampler=sampler,
+        eta=eta,
+        parametrization=parametrization,
+    )
     return frame, push_motion_frame(motion, frame, grayscale)
 
 
 @functools.lru_cache(maxsize=32)
-def _jitted_frame_step(apply_fn, mesh, audio_context, grayscale, sampler, eta, stabilize_every):
+def _jitted_frame_step(
+    apply_fn, mesh, audio_context, grayscale, sampler, eta, stabilize_every, parametrization
+):
     """The jitted ``video_frame_step``, built once per (network, mesh, options)."""
     fn = functools.partial(
         video_frame_step,
@@ -366,6 +392,7 @@ def _jitted_frame_step(apply_fn, mesh, audio_context, grayscale, sampler, eta, s
         sampler=sampler,
         eta=eta,
         stabilize_every=stabilize_every,
+        parametrization=parametrization,
     )
     if mesh is None:
         return jax.jit(fn)
@@ -396,6 +423,7 @@ def sample_video(
     sampler: str = "ddpm",
     eta: float = 0.0,
     stabilize_every: int = 0,
+    parametrization: str = "eps",
     mesh: jax.sharding.Mesh | None = None,
     callback: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
     progress: Callable[[int, int, float, float], None] | None = None,
@@ -430,6 +458,7 @@ def sample_video(
       eta: DDIM's noise scale.
       stabilize_every: N > 0 puts x_Id in the oldest motion slot before every frame k > 0
         with k % N == 0; 0 disables.
+      parametrization: what the network predicts, "eps" or "v" (see ``sample_frame``).
       mesh: a mesh with a 'data' axis, or None for the default device.
       callback: called as ``callback(k, frames, active)`` with frame k of every video,
         ``frames`` [V, H, W, 3] float32 numpy in [-1, 1] and ``active`` [V] bool (False
@@ -468,7 +497,7 @@ def sample_video(
         identity, audio, lengths, video_ids = map(rep, (identity, audio, lengths, video_ids))
 
     step = _jitted_frame_step(
-        apply_fn, mesh, audio_context, bool(grayscale), sampler, float(eta), stabilize_every
+        apply_fn, mesh, audio_context, bool(grayscale), sampler, float(eta), stabilize_every, parametrization
     )
     motion = init_motion_buffer(identity, motion_frames, grayscale)
     inputs = (params, schedule, key, video_ids, lengths, identity, motion, audio)

@@ -11,9 +11,10 @@ from scipy.stats import norm
 
 from dheads_jax import diffusion as dd
 from dheads_jax.diffusion import gaussian
+from dheads_jax.imaging import rgb_to_luma
 from dheads_jax.models import factory
 from dheads_jax.mouth import mouth_box
-from dheads_jax.train.objective import diffusion_loss
+from dheads_jax.train.objective import augment_motion, diffusion_loss, drop_motion
 from tests import helpers
 
 S = dd.build_schedule("cosine", 1000)
@@ -177,3 +178,83 @@ def test_overfitting_one_batch_reduces_the_noise_loss():
     after = float(evaluate(params))
     assert before == pytest.approx(1.0, abs=0.1)  # zero output predicts eps = 0
     assert after < 0.5 * before, (before, after)
+
+
+def test_v_parametrization_turns_v_back_into_the_noise():
+    """v = sqrt(abar) eps - sqrt(1 - abar) x0 (float64, by hand) must come back as eps."""
+    S = dd.build_schedule("cosine", 1000)
+    rng = np.random.default_rng(5)
+    x0 = rng.uniform(-1, 1, (4, 6, 6, 3))
+    eps = rng.standard_normal((4, 6, 6, 3))
+    t = np.array([0, 10, 500, 999])
+    abar = np.asarray(S.alphas_cumprod, np.float64)[t][:, None, None, None]
+    x_t = np.sqrt(abar) * x0 + np.sqrt(1 - abar) * eps
+    v_target = np.sqrt(abar) * eps - np.sqrt(1 - abar) * x0
+    var = rng.uniform(-1, 1, (4, 6, 6, 3))
+    out = np.concatenate([v_target, var], -1).astype(np.float32)
+    got = np.asarray(dd.output_to_eps(S, out, x_t.astype(np.float32), jnp.asarray(t), "v"))
+    np.testing.assert_allclose(got[..., :3], eps, atol=2e-4)
+    np.testing.assert_array_equal(got[..., 3:], out[..., 3:])
+    np.testing.assert_array_equal(dd.output_to_eps(S, out, x_t, jnp.asarray(t), "eps"), out)
+    with pytest.raises(ValueError, match="parametrization"):
+        dd.output_to_eps(S, out, x_t, jnp.asarray(t), "x0")
+
+
+def test_motion_noise_has_a_uniform_per_example_scale():
+    motion = jnp.zeros((512, 2, 8, 8, 3))
+    assert augment_motion(jax.random.key(0), motion, 0.0) is motion
+    noisy = np.asarray(augment_motion(jax.random.key(0), motion, 0.2))
+    std = noisy.reshape(512, -1).std(axis=1)
+    assert std.max() < 0.2 * 1.1 and std.min() < 0.01
+    # std ~ U(0, 0.2): mean 0.1, and a quarter of the examples below 0.05.
+    assert abs(std.mean() - 0.1) < 0.01
+    assert abs((std < 0.05).mean() - 0.25) < 0.06
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_motion_dropout_puts_the_identity_in_every_slot_of_dropped_examples(channels):
+    rng = np.random.default_rng(0)
+    identity = rng.uniform(-1, 1, (400, 4, 4, 3)).astype(np.float32)
+    motion = rng.uniform(-1, 1, (400, 2, 4, 4, channels)).astype(np.float32)
+    assert drop_motion(jax.random.key(0), motion, identity, 0.0) is motion
+    filled = identity if channels == 3 else rgb_to_luma(identity)
+    out = np.asarray(drop_motion(jax.random.key(1), motion, identity, 0.5))
+    dropped = np.all(out == filled[:, None], axis=(1, 2, 3, 4))
+    kept = np.all(out == motion, axis=(1, 2, 3, 4))
+    assert np.all(dropped ^ kept)  # each example entirely one or the other
+    assert 0.4 < dropped.mean() < 0.6
+    np.testing.assert_array_equal(
+        drop_motion(jax.random.key(2), motion, identity, 1.0), np.broadcast_to(filled[:, None], motion.shape)
+    )
+
+
+def test_the_loss_options_change_only_what_they_say():
+    """The [ours] options off reproduce the official loss exactly; each one on changes it."""
+    config = helpers.tiny_config()
+    model = factory.build_unet(config)
+    params = helpers.perturbed(helpers.init_params(model, config))
+    batch = helpers.random_batch(config, 2, seed=3)
+    key = jax.random.key(4)
+    loss = jax.jit(
+        lambda p, m, d=0.0: diffusion_loss(
+            params,
+            model,
+            S,
+            batch,
+            key,
+            lambda_vlb=1e-4,
+            lambda_ls=0.2,
+            train=False,
+            parametrization=p,
+            motion_noise=m,
+            motion_dropout=d,
+        )[0],
+        static_argnums=(0, 1, 2),
+    )
+    base = jax.jit(
+        lambda: diffusion_loss(params, model, S, batch, key, lambda_vlb=1e-4, lambda_ls=0.2, train=False)[0]
+    )()
+    assert float(loss("eps", 0.0)) == float(base)
+    assert abs(float(loss("eps", 0.5)) - float(base)) > 1e-4
+    assert abs(float(loss("v", 0.0)) - float(base)) > 1e-4
+    assert abs(float(loss("eps", 0.0, 1.0)) - float(base)) > 1e-4

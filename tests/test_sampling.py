@@ -377,19 +377,23 @@ def test_sample_video_rejects_bad_lengths(setup):
         )
 
 
+@pytest.mark.parametrize("parametrization", ["eps", "v"])
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
 @pytest.mark.parametrize("steps", [25, 100])
-def test_a_perfect_denoiser_recovers_the_clean_frame(sampler, steps):
+def test_a_perfect_denoiser_recovers_the_clean_frame(sampler, steps, parametrization):
     """With eps_hat = (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t) on the ORIGINAL timestep, the
     respaced chain must end at x0: this ties the respacing, the timesteps the network sees,
-    the posterior and the last (noise-free) step together."""
+    the posterior and the last (noise-free) step together. The "v" oracle returns
+    v = sqrt(abar) eps - sqrt(1 - abar) x0 instead, which the sampler must turn back into eps
+    with the respaced schedule's abar."""
     full = build_schedule("cosine", 1000)
     x0 = jnp.asarray(np.random.default_rng(3).uniform(-0.9, 0.9, (2, 8, 8, 3)), jnp.float32)
 
     def oracle(params, x_t, t, identity, motion, audio):
         abar = full.alphas_cumprod[t][:, None, None, None]
         eps = (x_t - jnp.sqrt(abar) * x0) / jnp.sqrt(1 - abar)
-        return jnp.concatenate([eps, jnp.zeros_like(eps)], -1)
+        pred = eps if parametrization == "eps" else jnp.sqrt(abar) * eps - jnp.sqrt(1 - abar) * x0
+        return jnp.concatenate([pred, jnp.zeros_like(eps)], -1)
 
     keys = sampling.frame_keys(jax.random.key(0), jnp.arange(2), 0)
     out = sampling.sample_frame(
@@ -401,5 +405,6 @@ def test_a_perfect_denoiser_recovers_the_clean_frame(sampler, steps):
         x0[:, None],
         jnp.zeros((2, 5, 4)),
         sampler=sampler,
+        parametrization=parametrization,
     )
     np.testing.assert_allclose(out, x0, atol=1e-4)

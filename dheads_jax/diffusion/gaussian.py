@@ -44,6 +44,39 @@ def predict_eps_from_xstart(s: Schedule, x_t, t, x_start):
     )
 
 
+PARAMETRIZATIONS = ("eps", "v")
+
+
+def output_to_eps(s: Schedule, model_output: jax.Array, x_t: jax.Array, t: jax.Array, parametrization: str):
+    """The network output as (eps_hat, v): what every loss and sampler step reads.
+
+    ``"eps"`` (the official model): the first half already is eps_hat; returned unchanged.
+    ``"v"`` [ours]: the first half is read as v_hat, a prediction of
+    v = sqrt(abar) eps - sqrt(1 - abar) x_0, and turned into
+    eps_hat = sqrt(1 - abar) x_t + sqrt(abar) v_hat. The losses stay the official ones on
+    eps_hat (L_simple = abar |v - v_hat|^2), but x_t reaches eps_hat through a skip
+    connection whose weight grows with the noise level, so a network far from convergence
+    no longer has to learn the identity map at high noise (see docs/demo/README.md).
+
+    Args:
+      s: the schedule whose index ``t`` is (full for training, respaced for sampling).
+      model_output: [B, H, W, 2C] network output (first half eps_hat or v_hat, then v).
+      x_t: [B, H, W, C] the network's noisy input.
+      t: [B] schedule indices.
+      parametrization: "eps" or "v".
+
+    Returns:
+      [B, H, W, 2C] = (eps_hat, v).
+    """
+    if parametrization == "eps":
+        return model_output
+    if parametrization != "v":
+        raise ValueError(f"unknown parametrization {parametrization!r}; expected one of {PARAMETRIZATIONS}")
+    pred, var = jnp.split(model_output, 2, axis=-1)
+    eps = extract(s.sqrt_one_minus_alphas_cumprod, t) * x_t + extract(s.sqrt_alphas_cumprod, t) * pred
+    return jnp.concatenate([eps.astype(model_output.dtype), var], axis=-1)
+
+
 def learned_range_log_variance(s: Schedule, v: jax.Array, t: jax.Array) -> jax.Array:
     """log sigma^2 = nu log beta_t + (1 - nu) log beta~_t (clipped), nu = (v + 1) / 2."""
     frac = (v + 1.0) / 2.0

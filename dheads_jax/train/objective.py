@@ -6,7 +6,49 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dheads_jax.diffusion import Schedule, q_sample, training_losses
+from dheads_jax.diffusion import Schedule, output_to_eps, q_sample, training_losses
+from dheads_jax.imaging import motion_transform
+
+
+def augment_motion(key: jax.Array, motion: jax.Array, max_std: float) -> jax.Array:
+    """[ours] Motion frames plus Gaussian noise of a per-example std drawn from U(0, max_std).
+
+    Args:
+      key: PRNG key.
+      motion: [B, m_x, H, W, mc] motion frames in [-1, 1].
+      max_std: the largest standard deviation; 0 returns ``motion`` unchanged.
+
+    Returns:
+      [B, m_x, H, W, mc], not clipped.
+    """
+    if max_std <= 0:
+        return motion
+    sigma_key, noise_key = jax.random.split(key)
+    sigma = max_std * jax.random.uniform(sigma_key, (motion.shape[0],) + (1,) * (motion.ndim - 1))
+    return motion + sigma.astype(motion.dtype) * jax.random.normal(noise_key, motion.shape, motion.dtype)
+
+
+def drop_motion(key: jax.Array, motion: jax.Array, identity: jax.Array, rate: float) -> jax.Array:
+    """[ours] Each example's motion frames replaced, with probability ``rate``, by the identity.
+
+    A dropped example looks like the first frame of a video (motion buffer [x_Id, x_Id]), so
+    the network has to take the target's mouth from the audio rather than from the frames
+    just before it.
+
+    Args:
+      key: PRNG key.
+      motion: [B, m_x, H, W, mc] motion frames (mc = 1: grayscale).
+      identity: [B, H, W, 3] identity frames.
+      rate: probability in [0, 1]; 0 returns ``motion`` unchanged.
+
+    Returns:
+      [B, m_x, H, W, mc].
+    """
+    if rate <= 0:
+        return motion
+    drop = jax.random.bernoulli(key, rate, (motion.shape[0],)).reshape((-1,) + (1,) * (motion.ndim - 1))
+    filled = motion_transform(identity, motion.shape[-1] == 1)[:, None].astype(motion.dtype)
+    return jnp.where(drop, jnp.broadcast_to(filled, motion.shape), motion)
 
 
 def diffusion_loss(
@@ -18,6 +60,9 @@ def diffusion_loss(
     *,
     lambda_vlb: float,
     lambda_ls: float,
+    parametrization: str = "eps",
+    motion_noise: float = 0.0,
+    motion_dropout: float = 0.0,
     train: bool = True,
 ):
     """Mean loss over a batch and its terms.
@@ -30,6 +75,13 @@ def diffusion_loss(
         'audio' [B,2m_y+1,D] float32, 'mouth_box' [B,4] int32.
       rng: key for the timesteps, the noise and dropout.
       lambda_vlb, lambda_ls: loss weights (SPEC section 3).
+      parametrization: what the network's first three channels predict, "eps" (official)
+        or "v" [ours]; see ``output_to_eps``.
+      motion_noise: [ours] if > 0, each example's motion frames get Gaussian noise of a
+        standard deviation drawn uniformly from [0, motion_noise], so that the network
+        learns to take imperfect (its own, generated) motion frames; 0 (official) is off.
+      motion_dropout: [ours] probability of replacing an example's motion frames by the
+        identity (``drop_motion``), applied after the noise; 0 (official) is off.
       train: dropout on.
 
     Returns:
@@ -40,16 +92,20 @@ def diffusion_loss(
     t = jax.random.randint(t_key, (x_start.shape[0],), 0, schedule.num_steps)
     noise = jax.random.normal(noise_key, x_start.shape, jnp.float32)
     x_t = q_sample(schedule, x_start, t, noise)
+    # A key of its own, so the timesteps and noise match a run without augmentation.
+    motion = augment_motion(jax.random.fold_in(rng, 1), batch["motion"], motion_noise)
+    motion = drop_motion(jax.random.fold_in(rng, 2), motion, batch["identity"], motion_dropout)
     out = model.apply(
         {"params": params},
         x_t,
         jnp.take(schedule.timesteps, t),
         batch["identity"],
-        batch["motion"],
+        motion,
         batch["audio"],
         train=train,
         rngs={"dropout": dropout_key},
     )
+    out = output_to_eps(schedule, out, x_t, t, parametrization)
     terms = training_losses(schedule, out, x_start, x_t, t, noise, batch["mouth_box"], lambda_vlb, lambda_ls)
     metrics = {k: v.mean() for k, v in terms.items()}
     return metrics["loss"], metrics

@@ -28,7 +28,13 @@ def make_train_step(
     """
     base_key = jax.random.key(config.seed)
     ema_decay = float(config.optim.ema_decay)
-    loss_kw = dict(lambda_vlb=config.diffusion.lambda_vlb, lambda_ls=config.diffusion.lambda_ls)
+    loss_kw = dict(
+        lambda_vlb=config.diffusion.lambda_vlb,
+        lambda_ls=config.diffusion.lambda_ls,
+        parametrization=config.diffusion.get("parametrization", "eps"),
+        motion_noise=float(config.train.get("motion_noise", 0.0)),
+        motion_dropout=float(config.train.get("motion_dropout", 0.0)),
+    )
 
     def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         key = jax.random.fold_in(base_key, state.step)
