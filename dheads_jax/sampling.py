@@ -304,7 +304,8 @@ def sampling_options(config) -> dict[str, Any]:
     """The keyword options of ``sample_video`` from an experiment config.
 
     Args:
-      config: the experiment ``ConfigDict`` (uses ``data`` and ``sampling``).
+      config: the experiment ``ConfigDict`` (uses ``data``, ``sampling`` and
+        ``diffusion.parametrization``).
 
     Returns:
       dict with motion_frames, audio_context, grayscale, sampler, eta, stabilize_every,
