@@ -28,7 +28,7 @@ from absl import logging
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from dheads_jax.diffusion.gaussian import PARAMETRIZATIONS, ddim_step, ddpm_step, output_to_eps
+from dheads_jax.diffusion.gaussian import ddim_step, ddpm_step, output_to_eps
 from dheads_jax.diffusion.schedule import Schedule
 from dheads_jax.imaging import motion_transform
 
@@ -312,9 +312,6 @@ def sampling_options(config) -> dict[str, Any]:
       parametrization.
     """
     s = config.sampling
-    parametrization = config.diffusion.get("parametrization", "eps")
-    if parametrization not in PARAMETRIZATIONS:
-        raise ValueError(f"unknown parametrization {parametrization!r}; expected one of {PARAMETRIZATIONS}")
     return dict(
         motion_frames=config.data.motion_frames,
         audio_context=config.data.audio_context,
@@ -322,7 +319,7 @@ def sampling_options(config) -> dict[str, Any]:
         sampler=s.sampler,
         eta=float(s.eta),
         stabilize_every=int(s.stabilize_every) if s.stabilize else 0,
-        parametrization=parametrization,
+        parametrization=config.diffusion.get("parametrization", "eps"),
     )
 
 
