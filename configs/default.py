@@ -41,6 +41,13 @@ def get_config():
     config.model.out_channels = 6  # eps and v (learned-range variance)
     config.model.resblock_updown = True
     config.model.num_groups = 32
+    # [ours] () (official) or a (top, bottom, left, right) box in fractions of the image side
+    # that is blanked (set to 0) in every motion frame, in training and sampling, so that the
+    # mouth has to come from the audio instead of being copied from the previous frames.
+    config.model.motion_mask = ()
+    # [ours] start the audio scale/shift layers of every residual block at zero (official:
+    # the default dense init), so that audio starts with no effect rather than a random one.
+    config.model.zero_init_audio = False
     config.model.dtype = "float32"  # compute dtype; "bfloat16" for mixed precision
     config.model.param_dtype = "float32"
 
@@ -53,6 +60,10 @@ def get_config():
     # What the network's first three output channels predict: "eps" (official) or "v" [ours],
     # v = sqrt(abar) eps - sqrt(1 - abar) x_0, turned into eps before the losses and sampler.
     config.diffusion.parametrization = "eps"
+    # What L_simple and the lip loss compare: "eps" (official) or "v" [ours, needs v
+    # parametrization]: |v - v_hat|^2 keeps weight on the high noise levels where the mouth
+    # can only come from the audio (eps - eps_hat = sqrt(abar) (v - v_hat) vanishes there).
+    config.diffusion.mse_target = "eps"
 
     # Optimisation (SPEC section 4).
     config.optim = ml_collections.ConfigDict()

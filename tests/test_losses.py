@@ -236,7 +236,7 @@ def test_the_loss_options_change_only_what_they_say():
     batch = helpers.random_batch(config, 2, seed=3)
     key = jax.random.key(4)
     loss = jax.jit(
-        lambda p, m, d=0.0: diffusion_loss(
+        lambda p, m, d=0.0, mt="eps": diffusion_loss(
             params,
             model,
             S,
@@ -248,8 +248,9 @@ def test_the_loss_options_change_only_what_they_say():
             parametrization=p,
             motion_noise=m,
             motion_dropout=d,
+            mse_target=mt,
         )[0],
-        static_argnums=(0, 1, 2),
+        static_argnums=(0, 1, 2, 3),
     )
     base = jax.jit(
         lambda: diffusion_loss(params, model, S, batch, key, lambda_vlb=1e-4, lambda_ls=0.2, train=False)[0]
@@ -258,3 +259,36 @@ def test_the_loss_options_change_only_what_they_say():
     assert abs(float(loss("eps", 0.5)) - float(base)) > 1e-4
     assert abs(float(loss("v", 0.0)) - float(base)) > 1e-4
     assert abs(float(loss("eps", 0.0, 1.0)) - float(base)) > 1e-4
+    assert abs(float(loss("v", 0.0, 0.0, "v")) - float(loss("v", 0.0))) > 1e-4
+
+
+def test_v_mse_target_compares_v_and_is_the_official_loss_over_abar():
+    """mse_target "v": L_simple and L_ls on (v_hat, v); the official eps MSE is abar times it."""
+    x0, noise, t, x_t, out, boxes = random_terms()
+    t = np.array([3, 400, 900], np.int32)
+    x_t = np.asarray(dd.q_sample(S, x0, t, noise))
+    abar = np.asarray(S.alphas_cumprod, np.float64)[t]
+    v = np.sqrt(abar)[:, None, None, None] * noise - np.sqrt(1 - abar)[:, None, None, None] * x0
+    np.testing.assert_allclose(dd.v_target(S, x0, noise, jnp.asarray(t)), v, atol=1e-6)
+    v_hat = out[..., :3]
+    as_eps = dd.output_to_eps(S, out, x_t, jnp.asarray(t), "v")
+    terms = dd.training_losses(S, as_eps, x0, x_t, t, noise, boxes, 1e-4, 0.2, mse_pair=(v_hat, v))
+    np.testing.assert_allclose(terms["simple"], ((v - v_hat) ** 2).mean((1, 2, 3)), rtol=1e-5)
+    for i, (top, bottom, left, right) in enumerate(boxes):
+        crop = (v[i] - v_hat[i])[top:bottom, left:right]
+        assert float(terms["lip"][i]) == pytest.approx(float(np.mean(crop**2)), rel=1e-5)
+    official = dd.training_losses(S, as_eps, x0, x_t, t, noise, boxes, 1e-4, 0.2)
+    np.testing.assert_allclose(official["simple"], abar * terms["simple"], rtol=1e-3)
+    np.testing.assert_allclose(official["lip"], abar * terms["lip"], rtol=1e-3)
+    np.testing.assert_allclose(official["vlb"], terms["vlb"], rtol=1e-6)  # the bound is unchanged
+    # At t = 900 the official term has almost no weight left; the v term keeps it.
+    assert official["simple"][2] < 0.05 * terms["simple"][2]
+
+
+def test_v_mse_target_needs_a_v_network_and_a_known_name():
+    batch = {"target": jnp.zeros((1, 8, 8, 3))}
+    kw = dict(lambda_vlb=1e-4, lambda_ls=0.2)
+    with pytest.raises(ValueError, match='needs parametrization "v"'):
+        diffusion_loss(None, None, S, batch, jax.random.key(0), mse_target="v", **kw)
+    with pytest.raises(ValueError, match="unknown mse_target"):
+        diffusion_loss(None, None, S, batch, jax.random.key(0), parametrization="v", mse_target="x0", **kw)

@@ -10,7 +10,7 @@ import pytest
 
 from configs import crema, lrw
 from dheads_jax.diffusion import build_schedule
-from dheads_jax.models import factory, timestep_embedding
+from dheads_jax.models import factory, timestep_embedding, unet
 from dheads_jax.train.objective import diffusion_loss
 from tests import helpers
 
@@ -146,3 +146,59 @@ def test_bf16_compute_keeps_float32_params_and_close_outputs():
     assert got.dtype == jnp.float32
     rel = np.linalg.norm(np.asarray(got) - ref) / np.linalg.norm(ref)
     assert 0 < rel < 0.03
+
+
+def test_motion_mask_hides_exactly_its_box_of_the_motion_frames():
+    """[ours] model.motion_mask: pixels inside the box of a motion frame cannot reach the output."""
+    config = helpers.tiny_config()
+    config.model.motion_mask = (0.5, 0.75, 0.25, 0.75)  # rows 16..23, cols 8..23 at 32 px
+    assert unet.motion_mask_box(config.model.motion_mask, 32) == (16, 24, 8, 24)
+    model = factory.build_unet(config)
+    plain = factory.build_unet(helpers.tiny_config())
+    # The mask adds no parameters, so an unmasked model's parameters fit.
+    params = helpers.perturbed(helpers.init_params(plain, helpers.tiny_config()))
+    batch = helpers.random_batch(config, 1)
+    masked = unet.mask_motion(jnp.asarray(batch["motion"]), config.model.motion_mask)
+    inside = np.zeros((32, 32), bool)
+    inside[16:24, 8:24] = True
+    np.testing.assert_array_equal(np.asarray(masked)[:, :, inside], 0.0)
+    np.testing.assert_array_equal(np.asarray(masked)[:, :, ~inside], batch["motion"][:, :, ~inside])
+
+    out = helpers.apply(model, params, batch, [500])
+    changed_inside = dict(batch, motion=batch["motion"].copy())
+    changed_inside["motion"][:, :, inside] = -batch["motion"][:, :, inside]
+    np.testing.assert_array_equal(helpers.apply(model, params, changed_inside, [500]), out)
+    # The same change moves the unmasked model, and a change outside the box moves the masked one.
+    plain_out = helpers.apply(plain, params, batch, [500])
+    assert float(jnp.abs(helpers.apply(plain, params, changed_inside, [500]) - plain_out).max()) > 1e-3
+    changed_outside = dict(batch, motion=batch["motion"].copy())
+    changed_outside["motion"][:, :, ~inside] = -batch["motion"][:, :, ~inside]
+    assert float(jnp.abs(helpers.apply(model, params, changed_outside, [500]) - out).max()) > 1e-3
+
+
+@pytest.mark.parametrize(
+    "box", [(0.5, 0.5, 0.1, 0.9), (0.2, 0.8, 0.9, 0.1), (0.0, 1.2, 0.0, 1.0), (0.1, 0.2, 0.3)]
+)
+def test_motion_mask_rejects_a_box_that_is_not_inside_the_image(box):
+    with pytest.raises(ValueError, match="motion_mask"):
+        unet.motion_mask_box(box, 64)
+
+
+def test_zero_init_audio_starts_every_audio_scale_shift_layer_at_zero():
+    """[ours] model.zero_init_audio: same parameters, audio layers start at 0 (official: random)."""
+    config = helpers.tiny_config()
+    official = helpers.init_params(factory.build_unet(config), config)
+    config.model.zero_init_audio = True
+    zeroed = helpers.init_params(factory.build_unet(config), config)
+    assert jax.tree.structure(official) == jax.tree.structure(zeroed)
+    flat = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(zeroed)}
+    official_flat = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(official)}
+    audio_kernels = [k for k in flat if "audio_emb_layers_1" in k and "kernel" in k]
+    assert len(audio_kernels) == 10  # one per residual block of the test config
+    for k in audio_kernels:
+        assert not np.any(np.asarray(flat[k]))
+        assert float(np.std(np.asarray(official_flat[k]))) > 0.01
+    # Everything else is initialised exactly as the official model.
+    for k, v in flat.items():
+        if k not in audio_kernels:
+            np.testing.assert_array_equal(v, official_flat[k])

@@ -10,6 +10,7 @@ from dheads_jax.diffusion.gaussian import (
     q_posterior_mean_variance,
     q_sample,
     training_losses,
+    v_target,
     vb_terms_bpd,
 )
 from dheads_jax.diffusion.schedule import (
@@ -35,5 +36,6 @@ __all__ = [
     "schedule_from_config",
     "space_timesteps",
     "training_losses",
+    "v_target",
     "vb_terms_bpd",
 ]

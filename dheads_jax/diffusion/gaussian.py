@@ -45,6 +45,7 @@ def predict_eps_from_xstart(s: Schedule, x_t, t, x_start):
 
 
 PARAMETRIZATIONS = ("eps", "v")
+MSE_TARGETS = ("eps", "v")
 
 
 def output_to_eps(s: Schedule, model_output: jax.Array, x_t: jax.Array, t: jax.Array, parametrization: str):
@@ -75,6 +76,11 @@ def output_to_eps(s: Schedule, model_output: jax.Array, x_t: jax.Array, t: jax.A
     pred, var = jnp.split(model_output, 2, axis=-1)
     eps = extract(s.sqrt_one_minus_alphas_cumprod, t) * x_t + extract(s.sqrt_alphas_cumprod, t) * pred
     return jnp.concatenate([eps.astype(model_output.dtype), var], axis=-1)
+
+
+def v_target(s: Schedule, x_start: jax.Array, noise: jax.Array, t: jax.Array) -> jax.Array:
+    """v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0, the target of a v-predicting network."""
+    return extract(s.sqrt_alphas_cumprod, t) * noise - extract(s.sqrt_one_minus_alphas_cumprod, t) * x_start
 
 
 def learned_range_log_variance(s: Schedule, v: jax.Array, t: jax.Array) -> jax.Array:
@@ -164,7 +170,16 @@ def lip_loss(eps, eps_pred, boxes):
 
 
 def training_losses(
-    s: Schedule, model_output, x_start, x_t, t, noise, boxes, lambda_vlb: float, lambda_ls: float
+    s: Schedule,
+    model_output,
+    x_start,
+    x_t,
+    t,
+    noise,
+    boxes,
+    lambda_vlb: float,
+    lambda_ls: float,
+    mse_pair: tuple[jax.Array, jax.Array] | None = None,
 ):
     """L = L_simple + lambda_vlb L_vlb + lambda_ls L_ls, each per example (SPEC section 3).
 
@@ -177,16 +192,19 @@ def training_losses(
       noise: [B, H, W, 3] the eps that made x_t.
       boxes: [B, 4] int mouth boxes (top, bottom, left, right), half-open.
       lambda_vlb, lambda_ls: loss weights.
+      mse_pair: [ours] (prediction, target) for L_simple and L_ls instead of the official
+        (eps_hat, eps), e.g. (v_hat, v) for ``mse_target="v"``; L_vlb is unchanged.
 
     Returns:
       dict of [B] arrays: loss, simple, vlb, lip.
     """
     eps_pred, v = jnp.split(model_output, 2, axis=-1)
-    simple = ((noise - eps_pred) ** 2).mean(axis=(1, 2, 3))
+    pred, target = (eps_pred, noise) if mse_pair is None else mse_pair
+    simple = ((target - pred) ** 2).mean(axis=(1, 2, 3))
     # Only v learns from the bound: the eps half is frozen (as ADM and the official code).
     frozen = jnp.concatenate([jax.lax.stop_gradient(eps_pred), v], axis=-1)
     vlb = vb_terms_bpd(s, frozen, x_start, x_t, t)
-    lip = lip_loss(noise, eps_pred, boxes)
+    lip = lip_loss(target, pred, boxes)
     loss = simple + lambda_vlb * vlb + lambda_ls * lip
     return dict(loss=loss, simple=simple, vlb=vlb, lip=lip)
 

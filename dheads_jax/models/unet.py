@@ -79,6 +79,7 @@ class ResBlock(nn.Module):
     up: bool = False
     down: bool = False
     num_groups: int = 32
+    zero_init_audio: bool = False
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -99,7 +100,12 @@ class ResBlock(nn.Module):
         h = group_norm(h, "out_layers_0", **gn)
         h = h * (1 + t_scale[:, None, None]) + t_shift[:, None, None]
         a_scale, a_shift = jnp.split(
-            nn.Dense(2 * self.out_channels, name="audio_emb_layers_1", **kw)(nn.silu(a_emb)),
+            nn.Dense(
+                2 * self.out_channels,
+                kernel_init=nn.initializers.zeros if self.zero_init_audio else nn.initializers.lecun_normal(),
+                name="audio_emb_layers_1",
+                **kw,
+            )(nn.silu(a_emb)),
             2,
             axis=-1,
         )
@@ -148,6 +154,25 @@ class AttentionBlock(nn.Module):
         return x + out.reshape(b, hgt, wid, c)
 
 
+def motion_mask_box(fractions: Sequence[float], size: int) -> tuple[int, int, int, int]:
+    """Pixel box (top, bottom, left, right), half-open, of ``fractions`` of a ``size`` image."""
+    if len(fractions) != 4:
+        raise ValueError(f"motion_mask must be (top, bottom, left, right) fractions, got {tuple(fractions)}")
+    top, bottom, left, right = (int(round(f * size)) for f in fractions)
+    if not (0 <= top < bottom <= size and 0 <= left < right <= size):
+        raise ValueError(f"motion_mask {tuple(fractions)} is not a box inside the image")
+    return top, bottom, left, right
+
+
+def mask_motion(motion: jax.Array, fractions: Sequence[float]) -> jax.Array:
+    """Motion frames [B, M, H, W, mc] with the box ``fractions`` of each frame set to 0."""
+    top, bottom, left, right = motion_mask_box(fractions, motion.shape[2])
+    rows = (jnp.arange(motion.shape[2]) >= top) & (jnp.arange(motion.shape[2]) < bottom)
+    cols = (jnp.arange(motion.shape[3]) >= left) & (jnp.arange(motion.shape[3]) < right)
+    keep = ~(rows[:, None] & cols[None, :])
+    return motion * keep[None, None, :, :, None].astype(motion.dtype)
+
+
 class UNet(nn.Module):
     """The Diffused Heads denoiser.
 
@@ -161,6 +186,10 @@ class UNet(nn.Module):
       out_channels: 6 = eps (3) then v (3) for the learned-range variance.
       resblock_updown: resample inside residual blocks (True) or by bare pool/nearest.
       num_groups: GroupNorm groups.
+      motion_mask: [ours] () (official) or (top, bottom, left, right) fractions of the image
+        side: that box of every motion frame is set to 0 before it enters the network, in
+        training and sampling alike, so the mouth cannot be copied from the previous frames
+        and has to come from the audio and the identity (see ``mask_motion``).
       dtype: computation dtype; param_dtype: parameter dtype.
     """
 
@@ -173,6 +202,8 @@ class UNet(nn.Module):
     out_channels: int = 6
     resblock_updown: bool = True
     num_groups: int = 32
+    motion_mask: Sequence[float] = ()
+    zero_init_audio: bool = False
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -201,11 +232,21 @@ class UNet(nn.Module):
         a_emb = nn.Dense(4 * c, name="audio_embed_0", **kw)(audio.reshape(b, -1).astype(self.dtype))
         a_emb = nn.Dense(4 * c, name="audio_embed_2", **kw)(nn.silu(a_emb))
 
+        if self.motion_mask:
+            motion = mask_motion(motion, self.motion_mask)
         m = jnp.moveaxis(motion, 1, 3).reshape(*motion.shape[0:1], *motion.shape[2:4], -1)
         h = jnp.concatenate([x_t, m, identity], axis=-1).astype(self.dtype)
 
         def res(out_ch, name, **updown):
-            blk = ResBlock(out_ch, self.dropout, num_groups=self.num_groups, name=name, **updown, **kw)
+            blk = ResBlock(
+                out_ch,
+                self.dropout,
+                num_groups=self.num_groups,
+                zero_init_audio=self.zero_init_audio,
+                name=name,
+                **updown,
+                **kw,
+            )
             return lambda z: blk(z, t_emb, a_emb, train)
 
         def attn(name):

@@ -6,7 +6,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dheads_jax.diffusion import Schedule, output_to_eps, q_sample, training_losses
+from dheads_jax.diffusion import Schedule, output_to_eps, q_sample, training_losses, v_target
+from dheads_jax.diffusion.gaussian import MSE_TARGETS
 from dheads_jax.imaging import motion_transform
 
 
@@ -61,6 +62,7 @@ def diffusion_loss(
     lambda_vlb: float,
     lambda_ls: float,
     parametrization: str = "eps",
+    mse_target: str = "eps",
     motion_noise: float = 0.0,
     motion_dropout: float = 0.0,
     train: bool = True,
@@ -77,6 +79,10 @@ def diffusion_loss(
       lambda_vlb, lambda_ls: loss weights (SPEC section 3).
       parametrization: what the network's first three channels predict, "eps" (official)
         or "v" [ours]; see ``output_to_eps``.
+      mse_target: what L_simple and L_ls compare, "eps" (official: |eps - eps_hat|^2, which
+        for a v network is abar_t |v - v_hat|^2 and so all but vanishes at high noise, where
+        only the audio can tell the mouth) or "v" [ours]: |v - v_hat|^2, which weights the
+        x_0 error by SNR + 1 instead of SNR; needs ``parametrization="v"``.
       motion_noise: [ours] if > 0, each example's motion frames get Gaussian noise of a
         standard deviation drawn uniformly from [0, motion_noise], so that the network
         learns to take imperfect (its own, generated) motion frames; 0 (official) is off.
@@ -87,6 +93,12 @@ def diffusion_loss(
     Returns:
       (loss, metrics) with scalar loss and the batch means of loss, simple, vlb, lip.
     """
+    if mse_target not in MSE_TARGETS:
+        raise ValueError(f"unknown mse_target {mse_target!r}; expected one of {MSE_TARGETS}")
+    if mse_target == "v" and parametrization != "v":
+        raise ValueError(
+            'mse_target "v" needs parametrization "v" (v from an eps network divides by sqrt(abar))'
+        )
     x_start = batch["target"]
     t_key, noise_key, dropout_key = jax.random.split(rng, 3)
     t = jax.random.randint(t_key, (x_start.shape[0],), 0, schedule.num_steps)
@@ -105,7 +117,12 @@ def diffusion_loss(
         train=train,
         rngs={"dropout": dropout_key},
     )
+    mse_pair = None
+    if mse_target == "v":
+        mse_pair = (out[..., : x_start.shape[-1]].astype(jnp.float32), v_target(schedule, x_start, noise, t))
     out = output_to_eps(schedule, out, x_t, t, parametrization)
-    terms = training_losses(schedule, out, x_start, x_t, t, noise, batch["mouth_box"], lambda_vlb, lambda_ls)
+    terms = training_losses(
+        schedule, out, x_start, x_t, t, noise, batch["mouth_box"], lambda_vlb, lambda_ls, mse_pair=mse_pair
+    )
     metrics = {k: v.mean() for k, v in terms.items()}
     return metrics["loss"], metrics

@@ -32,6 +32,7 @@ def make_train_step(
         lambda_vlb=config.diffusion.lambda_vlb,
         lambda_ls=config.diffusion.lambda_ls,
         parametrization=config.diffusion.get("parametrization", "eps"),
+        mse_target=config.diffusion.get("mse_target", "eps"),
         motion_noise=float(config.train.get("motion_noise", 0.0)),
         motion_dropout=float(config.train.get("motion_dropout", 0.0)),
     )
