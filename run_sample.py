@@ -32,6 +32,12 @@ flags.DEFINE_string("output_dir", None, "Where --dataset outputs go (<clip_id>.m
 flags.DEFINE_integer("steps", None, "Denoising steps per frame (default: the export's sampling.steps).")
 flags.DEFINE_enum("sampler", None, ["ddpm", "ddim"], "ddpm (official) or ddim.")
 flags.DEFINE_float("eta", None, "DDIM noise scale.")
+flags.DEFINE_float(
+    "audio_guidance",
+    None,
+    "[ours] classifier-free guidance scale on the audio, silence as the null (default: the export's "
+    "sampling.audio_guidance; 1 is off, as the official sampler).",
+)
 flags.DEFINE_integer("seed", 0, "Seed; a video's noise depends only on it and the video's index.")
 flags.DEFINE_integer("batch_size", None, "Videos sampled together (default: the device count).")
 flags.DEFINE_integer("upscale", None, "Resize frames to this size on output (the official demo uses 256).")
@@ -112,7 +118,7 @@ def main(argv):
 
         mesh = parallel.make_mesh() if jax.device_count() > 1 else None
         s = generate.Sampler.from_export(
-            FLAGS.checkpoint, FLAGS.steps, FLAGS.sampler, FLAGS.eta, FLAGS.seed, mesh
+            FLAGS.checkpoint, FLAGS.steps, FLAGS.sampler, FLAGS.eta, FLAGS.seed, mesh, FLAGS.audio_guidance
         )
         if FLAGS.manifest:
             jobs, report = manifest_jobs(s, generate)

@@ -105,6 +105,10 @@ def get_config():
     config.sampling.steps = 100
     config.sampling.sampler = "ddpm"  # or "ddim"
     config.sampling.eta = 0.0  # DDIM only
+    # [ours] classifier-free guidance on the audio: each step uses
+    # pred(silence) + g (pred(audio) - pred(silence)); 1.0 (official) is off, > 1 exaggerates
+    # what the audio does to the frame at the cost of a second network pass.
+    config.sampling.audio_guidance = 1.0
     config.sampling.stabilize = False
     config.sampling.stabilize_every = 15
     return config

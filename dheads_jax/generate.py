@@ -132,11 +132,20 @@ class Sampler:
     eta: float
     seed: int
     mesh: jax.sharding.Mesh | None = None
+    audio_guidance: float = 1.0
 
     @classmethod
-    def from_export(cls, export_dir, steps=None, sampler=None, eta=None, seed=0, mesh=None):
+    def from_export(
+        cls, export_dir, steps=None, sampler=None, eta=None, seed=0, mesh=None, audio_guidance=None
+    ):
         config, params, meta = export.load_export(export_dir)
         s = config.sampling
+        guidance = float(s.get("audio_guidance", 1.0) if audio_guidance is None else audio_guidance)
+        if guidance != 1.0 and meta["audio_encoder"]["name"] != "mel":
+            raise InputError(
+                f"{export_dir}: audio guidance needs the embedding of silence, which only the mel "
+                f"encoder computes here; this export uses {meta['audio_encoder']['name']!r} (use --audio_guidance=1)"
+            )
         return cls(
             config,
             params,
@@ -146,6 +155,7 @@ class Sampler:
             s.eta if eta is None else eta,
             seed,
             mesh,
+            guidance,
         )
 
     @property
@@ -158,7 +168,9 @@ class Sampler:
         apply_fn = sampling.make_apply_fn(model)
         schedule = schedule_from_config(self.config.diffusion, self.steps)
         opts = sampling.sampling_options(self.config)
-        opts.update(sampler=self.sampler, eta=float(self.eta))
+        opts.update(sampler=self.sampler, eta=float(self.eta), audio_guidance=self.audio_guidance)
+        if self.audio_guidance != 1.0:
+            opts["null_audio"] = audio_lib.silence_embedding(self.meta["audio_encoder"])
         written = []
         total_frames = sum(len(j.audio) for j in jobs)
         frames_done = 0

@@ -65,6 +65,11 @@ def _check_sampler(sampler: str) -> None:
         raise ValueError(f"unknown sampler {sampler!r}; expected one of {SAMPLERS}")
 
 
+def _check_guidance(scale: float, null_audio) -> None:
+    if scale != 1.0 and null_audio is None:
+        raise ValueError(f"audio_guidance {scale} needs null_audio (the embedding of silence)")
+
+
 def frame_keys(key: jax.Array, video_ids: jax.Array, frame) -> jax.Array:
     """Per-example keys of one frame: fold_in(fold_in(key, video_id), frame).
 
@@ -101,6 +106,39 @@ def _reverse_step(sampler: str, eta: float):
     return functools.partial(ddim_step, eta=eta)
 
 
+def guided_output(
+    apply_fn: ApplyFn, params, x_t, timesteps, identity, motion, audio, null_audio, scale: float
+):
+    """The network output with classifier-free guidance on the audio [ours].
+
+    pred = pred(null) + scale * (pred(audio) - pred(null)) on the prediction channels (eps
+    or v: ``output_to_eps`` is affine in the prediction, so guiding either is the same),
+    the variance channels from the audio-conditioned pass. Both passes run as one batch.
+    ``scale`` 1 is the plain conditional output (one pass, the official sampler).
+
+    Args:
+      apply_fn, params: the network.
+      x_t, timesteps, identity, motion, audio: as ``apply_fn``.
+      null_audio: [D] the embedding of silence that stands for "no audio"; unused at scale 1.
+      scale: the guidance scale.
+
+    Returns:
+      [B, H, W, 6] float32.
+    """
+    if scale == 1.0:
+        return apply_fn(params, x_t, timesteps, identity, motion, audio)
+    b = x_t.shape[0]
+    twice = lambda a: jnp.concatenate([a, a], axis=0)  # noqa: E731
+    null = jnp.broadcast_to(jnp.asarray(null_audio, audio.dtype), audio.shape)
+    out = apply_fn(
+        params, twice(x_t), twice(timesteps), twice(identity), twice(motion), jnp.concatenate([audio, null])
+    )
+    cond, uncond = out[:b], out[b:]
+    half = out.shape[-1] // 2
+    guided = uncond[..., :half] + scale * (cond[..., :half] - uncond[..., :half])
+    return jnp.concatenate([guided, cond[..., half:]], axis=-1)
+
+
 def sample_frame(
     apply_fn: ApplyFn,
     params: Any,
@@ -114,6 +152,8 @@ def sample_frame(
     eta: float = 0.0,
     parametrization: str = "eps",
     return_trajectory: bool = False,
+    audio_guidance: float = 1.0,
+    null_audio: jax.Array | None = None,
 ):
     """Runs the whole reverse chain for one frame of every example: one ``lax.scan``.
 
@@ -134,6 +174,10 @@ def sample_frame(
       parametrization: what the network predicts, "eps" (official) or "v" (see
         ``dheads_jax.diffusion.output_to_eps``).
       return_trajectory: also return x after every step.
+      audio_guidance: [ours] classifier-free guidance scale on the audio (see
+        ``guided_output``); 1 (default, official) is off.
+      null_audio: [D] the silence embedding guidance compares with; needed when
+        ``audio_guidance`` is not 1.
 
     Returns:
       x_0: [B, H, W, 3] float32 in [-1, 1]; with ``return_trajectory`` a pair
@@ -141,6 +185,7 @@ def sample_frame(
       (schedule index n-1-i).
     """
     step_fn = _reverse_step(sampler, eta)
+    _check_guidance(audio_guidance, null_audio)
     n = schedule.num_steps
     batch = identity.shape[0]
     shape = (identity.shape[1], identity.shape[2], 3)
@@ -149,7 +194,9 @@ def sample_frame(
     def body(x, j):
         t_index = jnp.full((batch,), j, jnp.int32)
         timesteps = jnp.full((batch,), schedule.timesteps[j], jnp.int32)
-        out = apply_fn(params, x, timesteps, identity, motion, audio)
+        out = guided_output(
+            apply_fn, params, x, timesteps, identity, motion, audio, null_audio, audio_guidance
+        )
         out = output_to_eps(schedule, out, x, t_index, parametrization)
         x_prev, _ = step_fn(schedule, out, x, t_index, step_noise(keys, j, shape))
         return x_prev, (x_prev if return_trajectory else None)
@@ -309,7 +356,7 @@ def sampling_options(config) -> dict[str, Any]:
 
     Returns:
       dict with motion_frames, audio_context, grayscale, sampler, eta, stabilize_every,
-      parametrization.
+      parametrization, audio_guidance (the caller supplies ``null_audio`` when it is not 1).
     """
     s = config.sampling
     return dict(
@@ -320,6 +367,7 @@ def sampling_options(config) -> dict[str, Any]:
         eta=float(s.eta),
         stabilize_every=int(s.stabilize_every) if s.stabilize else 0,
         parametrization=config.diffusion.get("parametrization", "eps"),
+        audio_guidance=float(s.get("audio_guidance", 1.0)),
     )
 
 
@@ -334,6 +382,7 @@ def video_frame_step(
     identity: jax.Array,
     motion: jax.Array,
     audio: jax.Array,
+    null_audio: jax.Array | None = None,
     *,
     audio_context: int,
     grayscale: bool,
@@ -341,6 +390,7 @@ def video_frame_step(
     eta: float,
     stabilize_every: int,
     parametrization: str = "eps",
+    audio_guidance: float = 1.0,
 ) -> tuple[jax.Array, jax.Array]:
     """Makes frame k of every video and returns it with the next frame's motion buffer.
 
@@ -353,8 +403,10 @@ def video_frame_step(
       identity: [V, H, W, 3].
       motion: [V, m_x, H, W, mc], the buffer left by frame k - 1.
       audio: [V, N, D] every frame's audio embedding.
+      null_audio: [D] silence embedding for ``audio_guidance`` (see ``sample_frame``).
       audio_context: m_y.
-      grayscale, sampler, eta, stabilize_every, parametrization: see ``sample_video``.
+      grayscale, sampler, eta, stabilize_every, parametrization, audio_guidance: see
+        ``sample_video``.
 
     Returns:
       (frame [V, H, W, 3] float32, motion [V, m_x, H, W, mc] for frame k + 1).
@@ -373,13 +425,15 @@ def video_frame_step(
         sampler=sampler,
         eta=eta,
         parametrization=parametrization,
+        audio_guidance=audio_guidance,
+        null_audio=null_audio,
     )
     return frame, push_motion_frame(motion, frame, grayscale)
 
 
 @functools.lru_cache(maxsize=32)
 def _jitted_frame_step(
-    apply_fn, mesh, audio_context, grayscale, sampler, eta, stabilize_every, parametrization
+    apply_fn, mesh, audio_context, grayscale, sampler, eta, stabilize_every, parametrization, audio_guidance
 ):
     """The jitted ``video_frame_step``, built once per (network, mesh, options)."""
     fn = functools.partial(
@@ -391,12 +445,13 @@ def _jitted_frame_step(
         eta=eta,
         stabilize_every=stabilize_every,
         parametrization=parametrization,
+        audio_guidance=audio_guidance,
     )
     if mesh is None:
         return jax.jit(fn)
     repl, data = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-    # params, schedule, key, video_ids, lengths, k, identity, motion, audio
-    in_shardings = (repl, repl, repl, data, data, repl, data, data, data)
+    # params, schedule, key, video_ids, lengths, k, identity, motion, audio, null_audio
+    in_shardings = (repl, repl, repl, data, data, repl, data, data, data, repl)
     return jax.jit(fn, in_shardings=in_shardings, out_shardings=(data, data))
 
 
@@ -422,6 +477,8 @@ def sample_video(
     eta: float = 0.0,
     stabilize_every: int = 0,
     parametrization: str = "eps",
+    audio_guidance: float = 1.0,
+    null_audio=None,
     mesh: jax.sharding.Mesh | None = None,
     callback: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
     progress: Callable[[int, int, float, float], None] | None = None,
@@ -457,6 +514,8 @@ def sample_video(
       stabilize_every: N > 0 puts x_Id in the oldest motion slot before every frame k > 0
         with k % N == 0; 0 disables.
       parametrization: what the network predicts, "eps" or "v" (see ``sample_frame``).
+      audio_guidance: [ours] classifier-free guidance scale on the audio; 1 is off.
+      null_audio: [D] the embedding of silence, needed when ``audio_guidance`` is not 1.
       mesh: a mesh with a 'data' axis, or None for the default device.
       callback: called as ``callback(k, frames, active)`` with frame k of every video,
         ``frames`` [V, H, W, 3] float32 numpy in [-1, 1] and ``active`` [V] bool (False
@@ -470,8 +529,14 @@ def sample_video(
       video's length are left as sampled), else None.
     """
     _check_sampler(sampler)
+    _check_guidance(audio_guidance, null_audio)
     identity = np.asarray(identity, np.float32)
     audio = np.asarray(audio, np.float32)
+    null_audio = (
+        np.zeros(audio.shape[-1:], np.float32) if null_audio is None else np.asarray(null_audio, np.float32)
+    )
+    if null_audio.shape != audio.shape[-1:]:
+        raise ValueError(f"null_audio {null_audio.shape} does not match the audio embeddings {audio.shape}")
     num_videos, num_audio = audio.shape[:2]
     if identity.shape[0] != num_videos or identity.ndim != 4 or identity.shape[-1] != 3:
         raise ValueError(f"identity {identity.shape} does not match audio {audio.shape}")
@@ -495,17 +560,25 @@ def sample_video(
         identity, audio, lengths, video_ids = map(rep, (identity, audio, lengths, video_ids))
 
     step = _jitted_frame_step(
-        apply_fn, mesh, audio_context, bool(grayscale), sampler, float(eta), stabilize_every, parametrization
+        apply_fn,
+        mesh,
+        audio_context,
+        bool(grayscale),
+        sampler,
+        float(eta),
+        stabilize_every,
+        parametrization,
+        float(audio_guidance),
     )
     motion = init_motion_buffer(identity, motion_frames, grayscale)
-    inputs = (params, schedule, key, video_ids, lengths, identity, motion, audio)
+    inputs = (params, schedule, key, video_ids, lengths, identity, motion, audio, null_audio)
     if mesh is not None:
         repl, data = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-        shardings = (repl, repl, repl, data, data, data, data, data)
+        shardings = (repl, repl, repl, data, data, data, data, data, repl)
         inputs = jax.device_put(inputs, shardings)
     else:
         inputs = jax.device_put(inputs)
-    params, schedule, key, video_ids_d, lengths_d, identity_d, motion, audio_d = inputs
+    params, schedule, key, video_ids_d, lengths_d, identity_d, motion, audio_d, null_d = inputs
 
     out = (
         None if callback is not None else np.zeros((num_videos, num_frames) + identity.shape[1:], np.float32)
@@ -549,7 +622,16 @@ def sample_video(
     with jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext():
         for k in range(num_frames):
             frames, motion = step(
-                params, schedule, key, video_ids_d, lengths_d, np.int32(k), identity_d, motion, audio_d
+                params,
+                schedule,
+                key,
+                video_ids_d,
+                lengths_d,
+                np.int32(k),
+                identity_d,
+                motion,
+                audio_d,
+                null_d,
             )
             if pending is not None:
                 hand_out(*pending)

@@ -109,3 +109,12 @@ def test_warp_image_sampling_convention():
     # Outside the source, edge pixels are repeated instead of black.
     out = align.warp_image(image, np.array([[1.0, 0, 10], [0, 1, 10]]), 64)
     np.testing.assert_array_equal(out[:10, :10], np.broadcast_to(image[0, 0], (10, 10, 3)))
+
+
+def test_silence_embedding_is_the_log_floor_of_the_mel_encoder():
+    spec = dict(name="mel", dim=32, num_mels=8, subframes=4)
+    emb = audio.silence_embedding(spec)
+    assert emb.shape == (32,)
+    np.testing.assert_allclose(emb, (np.log(1e-6) + 7.0) / 4.0, rtol=1e-5)
+    with pytest.raises(ValueError, match="only the mel encoder"):
+        audio.silence_embedding(dict(name="sda", dim=256))

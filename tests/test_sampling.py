@@ -408,3 +408,60 @@ def test_a_perfect_denoiser_recovers_the_clean_frame(sampler, steps, parametriza
         parametrization=parametrization,
     )
     np.testing.assert_allclose(out, x0, atol=1e-4)
+
+
+def test_audio_guidance_combines_the_two_passes_as_classifier_free_guidance():
+    """[ours] pred = pred(null) + g (pred(audio) - pred(null)); variance from the audio pass."""
+    calls = []
+
+    def toy(params, x_t, t, identity, motion, audio):
+        calls.append(x_t.shape[0])
+        a = audio.mean(axis=(1, 2))[:, None, None, None]
+        return jnp.concatenate([x_t * 0.5 + a, x_t * 0.0 + 2.0 * a], axis=-1)
+
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 4, 4, 3)), jnp.float32)
+    audio = jnp.asarray([[[1.0, 1.0]], [[3.0, 3.0]]])
+    null = jnp.asarray([-1.0, -1.0])
+    args = (None, x, jnp.array([5, 5]), x, x[:, None], audio)
+    plain = sampling.guided_output(toy, *args, null, 1.0)
+    assert calls == [2]  # scale 1: one pass, the official output
+    np.testing.assert_array_equal(plain, toy(*args))
+    calls.clear()
+    guided = sampling.guided_output(toy, *args, null, 4.0)
+    assert calls == [4]  # both passes in one batch
+    a = np.array([1.0, 3.0])[:, None, None, None]
+    np.testing.assert_allclose(guided[..., :3], x * 0.5 + (-1.0 + 4.0 * (a + 1.0)), rtol=1e-6)
+    np.testing.assert_allclose(guided[..., 3:], np.broadcast_to(2.0 * a, (2, 4, 4, 3)), rtol=1e-6)
+
+
+def test_audio_guidance_changes_a_video_only_through_the_audio(setup):
+    config, model, params, schedule = setup
+    apply_fn = sampling.make_apply_fn(model)
+    identity, audio = random_inputs(config, 1, 3, seed=11)
+    run = lambda **kw: sampling.sample_video(  # noqa: E731
+        apply_fn, params, schedule, identity, audio, jax.random.key(2), sampler="ddim", **kw
+    )
+    plain = run()
+    # Guidance towards the same audio as the null one is no guidance at all.
+    same = np.full((1, 3, audio.shape[-1]), 0.3, np.float32)
+    np.testing.assert_allclose(
+        sampling.sample_video(apply_fn, params, schedule, identity, same, jax.random.key(2), sampler="ddim"),
+        sampling.sample_video(
+            apply_fn,
+            params,
+            schedule,
+            identity,
+            same,
+            jax.random.key(2),
+            sampler="ddim",
+            audio_guidance=3.0,
+            null_audio=same[0, 0],
+        ),
+        atol=1e-5,
+    )
+    guided = run(audio_guidance=3.0, null_audio=np.zeros(audio.shape[-1], np.float32))
+    assert float(np.abs(guided - plain).max()) > 0.05
+    with pytest.raises(ValueError, match="needs null_audio"):
+        run(audio_guidance=2.0)
+    with pytest.raises(ValueError, match="null_audio"):
+        run(audio_guidance=2.0, null_audio=np.zeros(3, np.float32))

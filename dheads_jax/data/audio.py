@@ -97,6 +97,30 @@ def encode_waveform(waveform: np.ndarray, params: MelParams = MelParams()) -> np
     return feats.T.reshape(num_frames, params.dim).astype(np.float32)
 
 
+def silence_embedding(spec: dict) -> np.ndarray:
+    """The embedding of one frame of digital silence under an export's encoder spec.
+
+    Audio guidance (``dheads_jax.sampling.guided_output``) uses it as "no audio". Only the
+    ``mel`` encoder can be run here; its silence is the log floor in every band.
+
+    Args:
+      spec: ``export.audio_encoder_spec`` of the model (name, dim and the mel parameters).
+
+    Returns:
+      float32 [D].
+
+    Raises:
+      ValueError: for another encoder.
+    """
+    if spec["name"] != "mel":
+        raise ValueError(
+            f"audio guidance needs the embedding of silence, which only the mel encoder computes here; "
+            f"this model uses the {spec['name']!r} encoder"
+        )
+    params = MelParams(num_mels=spec["num_mels"], subframes=spec["subframes"])
+    return encode_waveform(np.zeros(SAMPLES_PER_FRAME, np.float32), params)[0]
+
+
 def external_path(embeddings_dir: str, relative_path: str) -> str:
     """Where the ``external`` encoder looks for a clip's [T, D] ``.npy``."""
     return os.path.join(embeddings_dir, os.path.splitext(relative_path)[0] + ".npy")

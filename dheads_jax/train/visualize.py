@@ -12,7 +12,8 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from dheads_jax import sampling
+from dheads_jax import export, sampling
+from dheads_jax.data import audio as audio_lib
 from dheads_jax.data import reader
 from dheads_jax.diffusion import schedule_from_config
 
@@ -155,6 +156,8 @@ class SampleWriter:
     def write(self, step: int, state) -> None:
         params = state.ema_params if state.ema_params is not None else state.params
         opts = sampling.sampling_options(self.config)
+        if opts["audio_guidance"] != 1.0:
+            opts["null_audio"] = audio_lib.silence_embedding(export.audio_encoder_spec(self.config))
         video = sampling.sample_video(
             self.apply_fn,
             params,
