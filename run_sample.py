@@ -38,6 +38,12 @@ flags.DEFINE_float(
     "[ours] classifier-free guidance scale on the audio, silence as the null (default: the export's "
     "sampling.audio_guidance; 1 is off, as the official sampler).",
 )
+flags.DEFINE_bool(
+    "shared_noise",
+    None,
+    "[ours] every frame of a video starts from the same noise (default: the export's "
+    "sampling.shared_noise; off, as the official sampler, draws fresh noise per frame).",
+)
 flags.DEFINE_integer("seed", 0, "Seed; a video's noise depends only on it and the video's index.")
 flags.DEFINE_integer("batch_size", None, "Videos sampled together (default: the device count).")
 flags.DEFINE_integer("upscale", None, "Resize frames to this size on output (the official demo uses 256).")
@@ -118,7 +124,14 @@ def main(argv):
 
         mesh = parallel.make_mesh() if jax.device_count() > 1 else None
         s = generate.Sampler.from_export(
-            FLAGS.checkpoint, FLAGS.steps, FLAGS.sampler, FLAGS.eta, FLAGS.seed, mesh, FLAGS.audio_guidance
+            FLAGS.checkpoint,
+            FLAGS.steps,
+            FLAGS.sampler,
+            FLAGS.eta,
+            FLAGS.seed,
+            mesh,
+            FLAGS.audio_guidance,
+            FLAGS.shared_noise,
         )
         if FLAGS.manifest:
             jobs, report = manifest_jobs(s, generate)

@@ -109,6 +109,10 @@ def get_config():
     # pred(silence) + g (pred(audio) - pred(silence)); 1.0 (official) is off, > 1 exaggerates
     # what the audio does to the frame at the cost of a second network pass.
     config.sampling.audio_guidance = 1.0
+    # [ours] every frame of a video starts from the same noise draw (frame 0's), so that with
+    # DDIM (eta 0) consecutive frames differ only through the audio and the motion frames;
+    # False (official) draws fresh noise for every frame, which a small model shows as flicker.
+    config.sampling.shared_noise = False
     config.sampling.stabilize = False
     config.sampling.stabilize_every = 15
     return config

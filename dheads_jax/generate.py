@@ -133,10 +133,19 @@ class Sampler:
     seed: int
     mesh: jax.sharding.Mesh | None = None
     audio_guidance: float = 1.0
+    shared_noise: bool = False
 
     @classmethod
     def from_export(
-        cls, export_dir, steps=None, sampler=None, eta=None, seed=0, mesh=None, audio_guidance=None
+        cls,
+        export_dir,
+        steps=None,
+        sampler=None,
+        eta=None,
+        seed=0,
+        mesh=None,
+        audio_guidance=None,
+        shared_noise=None,
     ):
         config, params, meta = export.load_export(export_dir)
         s = config.sampling
@@ -156,6 +165,7 @@ class Sampler:
             seed,
             mesh,
             guidance,
+            bool(s.get("shared_noise", False) if shared_noise is None else shared_noise),
         )
 
     @property
@@ -168,7 +178,12 @@ class Sampler:
         apply_fn = sampling.make_apply_fn(model)
         schedule = schedule_from_config(self.config.diffusion, self.steps)
         opts = sampling.sampling_options(self.config)
-        opts.update(sampler=self.sampler, eta=float(self.eta), audio_guidance=self.audio_guidance)
+        opts.update(
+            sampler=self.sampler,
+            eta=float(self.eta),
+            audio_guidance=self.audio_guidance,
+            shared_noise=self.shared_noise,
+        )
         if self.audio_guidance != 1.0:
             opts["null_audio"] = audio_lib.silence_embedding(self.meta["audio_encoder"])
         written = []

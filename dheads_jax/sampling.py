@@ -11,6 +11,9 @@ x_T of a frame uses ``step = n`` (the chain length, one past the last index). So
 frames depend only on ``key``, its ``video_id`` and the settings, not on the batch it is
 sampled in or the number of devices. The official code draws all initial noise up front;
 drawing each frame's noise from its own key gives the same distribution with flat memory.
+With the [ours] option ``shared_noise`` every frame of a video uses frame 0's draws instead,
+so that with a deterministic sampler consecutive frames differ only through their
+conditioning (audio and motion frames), not through fresh noise.
 """
 
 from __future__ import annotations
@@ -356,7 +359,8 @@ def sampling_options(config) -> dict[str, Any]:
 
     Returns:
       dict with motion_frames, audio_context, grayscale, sampler, eta, stabilize_every,
-      parametrization, audio_guidance (the caller supplies ``null_audio`` when it is not 1).
+      parametrization, audio_guidance (the caller supplies ``null_audio`` when it is not 1),
+      shared_noise.
     """
     s = config.sampling
     return dict(
@@ -368,6 +372,7 @@ def sampling_options(config) -> dict[str, Any]:
         stabilize_every=int(s.stabilize_every) if s.stabilize else 0,
         parametrization=config.diffusion.get("parametrization", "eps"),
         audio_guidance=float(s.get("audio_guidance", 1.0)),
+        shared_noise=bool(s.get("shared_noise", False)),
     )
 
 
@@ -391,6 +396,7 @@ def video_frame_step(
     stabilize_every: int,
     parametrization: str = "eps",
     audio_guidance: float = 1.0,
+    shared_noise: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
     """Makes frame k of every video and returns it with the next frame's motion buffer.
 
@@ -405,15 +411,15 @@ def video_frame_step(
       audio: [V, N, D] every frame's audio embedding.
       null_audio: [D] silence embedding for ``audio_guidance`` (see ``sample_frame``).
       audio_context: m_y.
-      grayscale, sampler, eta, stabilize_every, parametrization, audio_guidance: see
-        ``sample_video``.
+      grayscale, sampler, eta, stabilize_every, parametrization, audio_guidance,
+        shared_noise: see ``sample_video``.
 
     Returns:
       (frame [V, H, W, 3] float32, motion [V, m_x, H, W, mc] for frame k + 1).
     """
     motion = stabilize_motion_buffer(motion, identity, k, stabilize_every, grayscale)
     window = audio_window(audio, k, lengths, audio_context)
-    keys = frame_keys(key, video_ids, k)
+    keys = frame_keys(key, video_ids, 0 if shared_noise else k)
     frame = sample_frame(
         apply_fn,
         params,
@@ -433,7 +439,16 @@ def video_frame_step(
 
 @functools.lru_cache(maxsize=32)
 def _jitted_frame_step(
-    apply_fn, mesh, audio_context, grayscale, sampler, eta, stabilize_every, parametrization, audio_guidance
+    apply_fn,
+    mesh,
+    audio_context,
+    grayscale,
+    sampler,
+    eta,
+    stabilize_every,
+    parametrization,
+    audio_guidance,
+    shared_noise,
 ):
     """The jitted ``video_frame_step``, built once per (network, mesh, options)."""
     fn = functools.partial(
@@ -446,6 +461,7 @@ def _jitted_frame_step(
         stabilize_every=stabilize_every,
         parametrization=parametrization,
         audio_guidance=audio_guidance,
+        shared_noise=shared_noise,
     )
     if mesh is None:
         return jax.jit(fn)
@@ -479,6 +495,7 @@ def sample_video(
     parametrization: str = "eps",
     audio_guidance: float = 1.0,
     null_audio=None,
+    shared_noise: bool = False,
     mesh: jax.sharding.Mesh | None = None,
     callback: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
     progress: Callable[[int, int, float, float], None] | None = None,
@@ -487,7 +504,7 @@ def sample_video(
     """Samples a batch of videos frame by frame (SPEC section 6).
 
     Frame k of video v is denoised from noise drawn with key fold_in(fold_in(key,
-    video_ids[v]), k), conditioned on the identity, the motion buffer (m_x copies of the
+    video_ids[v]), k) (k = 0 for every frame with ``shared_noise``), conditioned on the identity, the motion buffer (m_x copies of the
     identity at first, then the latest frames, oldest first; optionally stabilized) and
     the audio window k - m_y .. k + m_y clamped to the video's length. One jitted
     per-frame function is compiled per shape and reused for every frame (and for later
@@ -516,6 +533,8 @@ def sample_video(
       parametrization: what the network predicts, "eps" or "v" (see ``sample_frame``).
       audio_guidance: [ours] classifier-free guidance scale on the audio; 1 is off.
       null_audio: [D] the embedding of silence, needed when ``audio_guidance`` is not 1.
+      shared_noise: [ours] draw every frame's noise with frame index 0 instead of k, so a
+        video's frames share their noise; False (official) draws fresh noise per frame.
       mesh: a mesh with a 'data' axis, or None for the default device.
       callback: called as ``callback(k, frames, active)`` with frame k of every video,
         ``frames`` [V, H, W, 3] float32 numpy in [-1, 1] and ``active`` [V] bool (False
@@ -569,6 +588,7 @@ def sample_video(
         stabilize_every,
         parametrization,
         float(audio_guidance),
+        bool(shared_noise),
     )
     motion = init_motion_buffer(identity, motion_frames, grayscale)
     inputs = (params, schedule, key, video_ids, lengths, identity, motion, audio, null_audio)

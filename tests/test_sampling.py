@@ -235,7 +235,7 @@ def test_motion_buffer_grayscale_and_three_frames():
     np.testing.assert_allclose(np.asarray(motion)[0, :, 0, 0, 0], [0.2989, 0.2989, 0.5 * 0.9999], rtol=1e-6)
 
 
-def manual_video(setup, identity, audio, key, lengths, video_ids, every, previous):
+def manual_video(setup, identity, audio, key, lengths, video_ids, every, previous, shared_noise=False):
     """sample_video rebuilt from the reference chain and the pure frame rules.
 
     The motion buffer is fed with ``previous`` (sample_video's own frames) rather than
@@ -254,7 +254,8 @@ def manual_video(setup, identity, audio, key, lengths, video_ids, every, previou
                 for v in range(len(lengths))
             ]
         )
-        keys = jnp.stack([jax.random.fold_in(jax.random.fold_in(key, v), k) for v in video_ids])
+        f = 0 if shared_noise else k
+        keys = jnp.stack([jax.random.fold_in(jax.random.fold_in(key, v), f) for v in video_ids])
         x0, _ = sampling.sample_frame_reference(apply_fn, params, schedule, keys, identity, motion, window)
         frames.append(np.asarray(x0))
         motion = sampling.push_motion_frame(motion, previous[:, k], grayscale=False)
@@ -282,6 +283,42 @@ def test_sample_video_equals_manual_loop(setup):
     # Frames differ from each other and from the identity.
     assert float(np.abs(got[:, 1] - got[:, 0]).max()) > 0.1
     assert float(np.abs(got[:, 0] - identity).max()) > 0.1
+
+
+def test_shared_noise_draws_every_frame_from_frame_zeros_key(setup):
+    config, model, params, schedule = setup
+    identity, audio = random_inputs(config, 2, 4, seed=4)
+    lengths, video_ids, key = [4, 2], [1, 6], jax.random.key(3)
+    run = lambda **kw: sampling.sample_video(  # noqa: E731
+        sampling.make_apply_fn(model),
+        params,
+        schedule,
+        identity,
+        audio,
+        key,
+        lengths=lengths,
+        video_ids=video_ids,
+        **kw,
+    )
+    shared = run(shared_noise=True)
+    expected = manual_video(
+        setup, identity, audio, key, lengths, video_ids, every=0, previous=shared, shared_noise=True
+    )
+    np.testing.assert_allclose(shared, expected, atol=5e-5, rtol=0)
+    # Frame 0 is the same either way; later frames differ because their noise does.
+    fresh = run()
+    np.testing.assert_allclose(shared[:, 0], fresh[:, 0], atol=1e-6)
+    assert float(np.abs(shared[:, 1:] - fresh[:, 1:]).max()) > 0.05
+
+
+def test_sampling_options_read_the_ours_options():
+    config = test_config.get_config()
+    assert sampling.sampling_options(config)["shared_noise"] is False
+    assert sampling.sampling_options(config)["audio_guidance"] == 1.0
+    config.sampling.shared_noise = True
+    config.sampling.audio_guidance = 4.0
+    opts = sampling.sampling_options(config)
+    assert opts["shared_noise"] is True and opts["audio_guidance"] == 4.0
 
 
 def test_same_seed_same_video_across_batch_and_devices(setup):
