@@ -134,6 +134,7 @@ class Sampler:
     mesh: jax.sharding.Mesh | None = None
     audio_guidance: float = 1.0
     shared_noise: bool = False
+    null_audio: np.ndarray | None = None  # the silence embedding, when audio_guidance != 1
 
     @classmethod
     def from_export(
@@ -150,11 +151,12 @@ class Sampler:
         config, params, meta = export.load_export(export_dir)
         s = config.sampling
         guidance = float(s.get("audio_guidance", 1.0) if audio_guidance is None else audio_guidance)
-        if guidance != 1.0 and meta["audio_encoder"]["name"] != "mel":
-            raise InputError(
-                f"{export_dir}: audio guidance needs the embedding of silence, which only the mel "
-                f"encoder computes here; this export uses {meta['audio_encoder']['name']!r} (use --audio_guidance=1)"
-            )
+        null_audio = None
+        if guidance != 1.0:
+            try:
+                null_audio = audio_lib.silence_embedding(meta["audio_encoder"])
+            except ValueError as e:
+                raise InputError(f"{export_dir}: {e} (use --audio_guidance=1)") from e
         return cls(
             config,
             params,
@@ -166,6 +168,7 @@ class Sampler:
             mesh,
             guidance,
             bool(s.get("shared_noise", False) if shared_noise is None else shared_noise),
+            null_audio,
         )
 
     @property
@@ -183,9 +186,8 @@ class Sampler:
             eta=float(self.eta),
             audio_guidance=self.audio_guidance,
             shared_noise=self.shared_noise,
+            null_audio=self.null_audio,
         )
-        if self.audio_guidance != 1.0:
-            opts["null_audio"] = audio_lib.silence_embedding(self.meta["audio_encoder"])
         written = []
         total_frames = sum(len(j.audio) for j in jobs)
         frames_done = 0

@@ -504,11 +504,11 @@ def sample_video(
     """Samples a batch of videos frame by frame (SPEC section 6).
 
     Frame k of video v is denoised from noise drawn with key fold_in(fold_in(key,
-    video_ids[v]), k) (k = 0 for every frame with ``shared_noise``), conditioned on the identity, the motion buffer (m_x copies of the
-    identity at first, then the latest frames, oldest first; optionally stabilized) and
-    the audio window k - m_y .. k + m_y clamped to the video's length. One jitted
-    per-frame function is compiled per shape and reused for every frame (and for later
-    calls with the same network and options). With a mesh the videos are sharded over
+    video_ids[v]), k) (0 instead of k with ``shared_noise``), conditioned on the identity,
+    the motion buffer (m_x copies of the identity at first, then the latest frames, oldest
+    first; optionally stabilized) and the audio window k - m_y .. k + m_y clamped to the
+    video's length. One jitted per-frame function is compiled per shape and reused for
+    every frame (and for later calls with the same network and options). With a mesh the videos are sharded over
     its 'data' axis; the batch is padded to a multiple of that axis and the padding
     dropped. Frame k + 1 is dispatched before frame k is copied to the host, so the
     device stays busy while frames are handed out.
