@@ -70,7 +70,7 @@ def main(argv):
     from dheads_jax.train import loop
 
     try:
-        loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+        loop.train(_CONFIG.value, _WORKDIR.value)
     except loop.TrainingError as e:
         logging.error("%s", e)
         print(f"run_train.py: {e}", file=sys.stderr)

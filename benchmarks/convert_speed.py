@@ -42,10 +42,10 @@ import torch  # noqa: E402
 from benchmarks import common  # noqa: E402
 from dheads_jax import export  # noqa: E402
 from dheads_jax.convert import converter  # noqa: E402
-from dheads_jax.convert import torch_reference as ref  # noqa: E402
 from dheads_jax.diffusion import build_schedule  # noqa: E402
 from dheads_jax.models import factory  # noqa: E402
-from dheads_jax.sampling import make_apply_fn, sample_frame, step_noise  # noqa: E402
+from dheads_jax.sampling import SamplingOptions, UNetApply, sample_frame, step_noise  # noqa: E402
+from tests import torch_reference as ref  # noqa: E402
 
 
 def torch_time(fn, *args, warmup: int = 1, min_seconds: float = 2.0, min_calls: int = 3) -> float:
@@ -112,7 +112,7 @@ def main(argv=None) -> None:
         out()
 
         scripted = torch.jit.load(script)
-        apply_fn = jax.jit(make_apply_fn(factory.build_unet(config)))
+        apply_fn = jax.jit(UNetApply(factory.build_unet(config)))
         timesteps = np.array([500], np.int32)
         jax_out = np.asarray(
             apply_fn(params, inputs["x_t"], timesteps, inputs["identity"], m, inputs["audio"])
@@ -130,15 +130,11 @@ def main(argv=None) -> None:
         n = args.chain_steps
         schedule = build_schedule(config.diffusion.schedule, config.diffusion.num_timesteps, n)
         keys = jax.random.split(jax.random.key(0), 1)
+        options = SamplingOptions.from_config(config, steps=n, sampler="ddpm", audio_guidance=1.0)
+        condition = (inputs["identity"], m, inputs["audio"])
         chain = jax.jit(
             lambda p: sample_frame(
-                make_apply_fn(factory.build_unet(config)),
-                p,
-                schedule,
-                keys,
-                inputs["identity"],
-                m,
-                inputs["audio"],
+                UNetApply(factory.build_unet(config)), p, schedule, keys, condition, options
             )
         )
         chain.lower(params).compile()

@@ -26,6 +26,7 @@ from absl import app, flags  # noqa: E402
 from dheads_jax import export, sampling  # noqa: E402
 from dheads_jax.data import reader  # noqa: E402
 from dheads_jax.diffusion import output_to_eps, schedule_from_config  # noqa: E402
+from dheads_jax.imaging import from_uint8  # noqa: E402
 from dheads_jax.models import factory  # noqa: E402
 
 flags.DEFINE_string("export", None, "Export folder.", required=True)
@@ -39,12 +40,12 @@ def psnr(a, b) -> float:
 
 def main(_):
     config, params, _ = export.load_export(FLAGS.export)
-    par = config.diffusion.get("parametrization", "eps")
-    apply_fn = sampling.make_apply_fn(factory.build_unet(config))
+    par = config.diffusion.parametrization
+    apply_fn = sampling.UNetApply(factory.build_unet(config))
     full = schedule_from_config(config.diffusion)
     abar = np.asarray(full.alphas_cumprod, np.float64)
     clip = reader.load_clips(FLAGS.dataset, "train", limit=1)[0]
-    frames = clip.frames.astype(np.float32) / 127.5 - 1.0
+    frames = from_uint8(clip.frames)
     rng = np.random.default_rng(0)
 
     @jax.jit
@@ -65,16 +66,11 @@ def main(_):
 
     keys = sampling.frame_keys(jax.random.key(0), jnp.array([0]), 0)
     for steps, sampler in ((50, "ddpm"), (10, "ddim")):
+        options = sampling.SamplingOptions.from_config(
+            config, steps=steps, sampler=sampler, audio_guidance=1.0
+        )
         x0 = sampling.sample_frame(
-            apply_fn,
-            params,
-            schedule_from_config(config.diffusion, steps),
-            keys,
-            identity,
-            motion,
-            audio,
-            sampler=sampler,
-            parametrization=par,
+            apply_fn, params, options.make_schedule(), keys, (identity, motion, audio), options
         )
         print(
             f"  teacher-forced frame, {sampler} {steps}: PSNR {psnr(x0, target):.2f} dB "

@@ -40,6 +40,7 @@ from configs import crema  # noqa: E402
 from configs import test as test_config  # noqa: E402
 from dheads_jax import sampling  # noqa: E402
 from dheads_jax.diffusion import ddpm_step, schedule_from_config  # noqa: E402
+from dheads_jax.media import FPS  # noqa: E402
 from dheads_jax.models.factory import build_unet, input_specs, param_shapes  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -52,7 +53,6 @@ flags.DEFINE_integer("repeats", 2, "Timed runs per setting (the fastest is repor
 flags.DEFINE_string("output", os.path.join(ROOT, "benchmarks", "results", "sampling.txt"), "Report file.")
 
 STEPS_PER_FRAME = 100  # the official demo
-FPS = 25
 
 
 def paper64_config():
@@ -129,11 +129,8 @@ def time_chain(apply_fn, params, schedule, config, batch, sampler, repeats):
     """Fastest wall time of a whole ``sample_frame`` chain at ``batch``; compile excluded."""
     identity, motion, audio = random_inputs(config, batch)
     keys = sampling.frame_keys(jax.random.key(0), jnp.arange(batch), 0)
-    run = jax.jit(
-        lambda p, k, i, m, a: sampling.sample_frame(
-            apply_fn, p, schedule, k, i, m, a, sampler=sampler, eta=0.0
-        )
-    )
+    options = sampling.SamplingOptions.from_config(config, steps=schedule.num_steps, sampler=sampler, eta=0.0)
+    run = jax.jit(lambda p, k, i, m, a: sampling.sample_frame(apply_fn, p, schedule, k, (i, m, a), options))
     compiled = run.lower(params, keys, identity, motion, audio).compile()
     compiled(params, keys, identity, motion, audio).block_until_ready()
     best = float("inf")
@@ -145,23 +142,20 @@ def time_chain(apply_fn, params, schedule, config, batch, sampler, repeats):
 
 
 def time_video(config, batch, frames, steps):
-    """Frames/s of ``sample_video`` end to end (after its first, compiling frame)."""
-    model = build_unet(config)
-    apply_fn = sampling.make_apply_fn(model)
+    """Frames/s of the video loop end to end (after its first, compiling frame)."""
+    apply_fn = sampling.UNetApply(build_unet(config))
     params = random_params(config)
-    schedule = schedule_from_config(config.diffusion, steps)
+    options = sampling.SamplingOptions.from_config(config, steps=steps)
     identity, _, _ = random_inputs(config, batch)
     audio = np.random.default_rng(1).normal(size=(batch, frames, config.data.audio_dim)).astype(np.float32)
-    stamps = []
-    sampling.sample_video(
-        apply_fn,
-        params,
-        schedule,
-        identity,
-        audio,
-        jax.random.key(0),
-        callback=lambda k, f, a: stamps.append(time.perf_counter()),
+    videos, motion, params, schedule = sampling.place(
+        sampling.VideoBatch.create(identity, audio), options, params, options.make_schedule()
     )
+    step = lambda *args: sampling.jitted_frame_step(apply_fn, options, *args)  # noqa: E731
+    stamps = []
+    for _, frame in sampling.video_frames(step, params, schedule, jax.random.key(0), videos, motion):
+        jax.device_get(frame)
+        stamps.append(time.perf_counter())
     return batch * (len(stamps) - 1) / (stamps[-1] - stamps[0])
 
 
@@ -211,7 +205,7 @@ def main(argv):
         for dtype in FLAGS.dtypes:
             config = CONFIGS[name]()
             config.model.dtype = dtype
-            apply_fn = sampling.make_apply_fn(build_unet(config))
+            apply_fn = sampling.UNetApply(build_unet(config))
             for batch in map(int, FLAGS.batches):
                 flops = step_flops(apply_fn, params, schedule, config, batch)
                 for sampler in FLAGS.samplers:

@@ -1,4 +1,4 @@
-"""The released CREMA model (SPEC section 2): 128 px, colour motion frames, 12 input channels.
+"""The released CREMA model (docs/method.md, section 2): 128 px, colour motion frames, 12 input channels.
 
 215,748,614 parameters. Paper-scale training: global batch 80 (10 per device on 8
 A100 in the original, 8 days).

@@ -1,6 +1,6 @@
 """Defaults shared by every config: the official CREMA model and training recipe.
 
-Every knob of the method is a field here (SPEC sections 2-6); the other config files
+Every knob of the method is a field here (docs/method.md, sections 2-6); the other config files
 override what differs. Not meant to be run directly.
 """
 
@@ -12,7 +12,7 @@ def get_config():
     config.name = "default"
     config.seed = 0
 
-    # Data: what each training example contains (SPEC section 4).
+    # Data: what each training example contains (docs/method.md, section 4).
     config.data = ml_collections.ConfigDict()
     config.data.dataset_dir = ""  # A prepared TFRecord dataset (data/prepare.py).
     # With no dataset_dir: bundled clips, prepared into a cache on first use.
@@ -25,12 +25,14 @@ def get_config():
     config.data.audio_encoder = "sda"
     config.data.mel_bins = 64  # mel encoder only: D = mel_bins * mel_subframes
     config.data.mel_subframes = 4
+    config.data.mel_fmin = 0.0  # mel band edges in Hz
+    config.data.mel_fmax = 8000.0
     # Whose landmarks define the lip-loss box: "target" (the paper) or "identity"
     # (the official code's behaviour, a bug kept for reproduction).
     config.data.lip_box_source = "target"
     config.data.lip_box_margin = 5
 
-    # Model (SPEC section 2). Input channels follow from the data fields.
+    # Model (docs/method.md, section 2). Input channels follow from the data fields.
     config.model = ml_collections.ConfigDict()
     config.model.model_channels = 256
     config.model.channel_mult = (1, 2, 3)
@@ -51,7 +53,7 @@ def get_config():
     config.model.dtype = "float32"  # compute dtype; "bfloat16" for mixed precision
     config.model.param_dtype = "float32"
 
-    # Diffusion (SPEC section 3).
+    # Diffusion (docs/method.md, section 3).
     config.diffusion = ml_collections.ConfigDict()
     config.diffusion.num_timesteps = 1000
     config.diffusion.schedule = "cosine"  # or "linear"
@@ -65,7 +67,7 @@ def get_config():
     # can only come from the audio (eps - eps_hat = sqrt(abar) (v - v_hat) vanishes there).
     config.diffusion.mse_target = "eps"
 
-    # Optimisation (SPEC section 4).
+    # Optimisation (docs/method.md, section 4).
     config.optim = ml_collections.ConfigDict()
     config.optim.lr = 5e-5
     config.optim.b1 = 0.9
@@ -100,7 +102,7 @@ def get_config():
     config.train.motion_dropout = 0.0
     config.train.record_batches = False  # write the clip/frame ids of every batch to batches.jsonl
 
-    # Sampling (SPEC section 6).
+    # Sampling (docs/method.md, section 6).
     config.sampling = ml_collections.ConfigDict()
     config.sampling.steps = 100
     config.sampling.sampler = "ddpm"  # or "ddim"

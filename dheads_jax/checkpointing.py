@@ -1,24 +1,23 @@
 """Orbax checkpoints: the only module that imports orbax.
 
-One CheckpointManager with named items: ``params``, ``ema_params`` (when EMA is on),
-``opt_state``, ``config`` (JSON) and ``data`` (the input pipeline position, JSON).
-Every process calls save and restore (they are collective). Restoring onto abstract
-targets that carry shardings places the arrays on the current mesh, whatever the
-device count was when they were saved.
+A ``Checkpointer`` keeps numbered steps, each a set of named items: pytrees of arrays and
+JSON dicts, one folder per item (training uses ``params``, ``ema_params``, ``opt_state``,
+``config`` and ``data``; see ``dheads_jax.train.state``). Every process calls save and
+restore (they are collective). Restoring onto abstract targets that carry shardings places
+the arrays on the current mesh, whatever the device count was when they were saved. This
+module knows nothing of what the items hold.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 from orbax.checkpoint import checkpoint_managers as policies
-
-from dheads_jax.train.state import TrainState
-
-ARRAY_ITEMS = ("params", "ema_params", "opt_state")
 
 
 def _placed(abstract_tree: Any) -> Any:
@@ -37,11 +36,8 @@ def _placed(abstract_tree: Any) -> Any:
     )
 
 
-JSON_ITEMS = ("config", "data")
-
-
 class Checkpointer:
-    """Saves and restores the training state with its config and data position."""
+    """Saves and restores named pytrees of arrays and named JSON dicts at numbered steps."""
 
     def __init__(self, directory: str, keep: int = 3, keep_every: int | None = None):
         """
@@ -59,9 +55,9 @@ class Checkpointer:
             enable_async_checkpointing=True,
         )
         self.directory = os.path.abspath(directory) if "://" not in directory else directory
-        self.manager = ocp.CheckpointManager(
-            self.directory, item_names=ARRAY_ITEMS + JSON_ITEMS, options=options
-        )
+        # No fixed item names: each save and restore names its items, so the handlers come
+        # from the arguments (StandardSave/Restore for arrays, JsonSave/Restore for dicts).
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -69,66 +65,66 @@ class Checkpointer:
     def all_steps(self) -> list[int]:
         return list(self.manager.all_steps())
 
-    def save(self, state: TrainState, config: dict, data_position: dict, force: bool = False) -> bool:
-        """Saves at ``state.step`` (asynchronously; ``wait`` blocks). Returns whether it saved."""
-        step = int(jax.device_get(state.step))
-        items = dict(
-            params=ocp.args.StandardSave(state.params),
-            opt_state=ocp.args.StandardSave(state.opt_state),
-            config=ocp.args.JsonSave(config),
-            data=ocp.args.JsonSave(data_position),
-        )
-        if state.ema_params is not None:
-            items["ema_params"] = ocp.args.StandardSave(state.ema_params)
-        return self.manager.save(step, args=ocp.args.Composite(**items), force=force)
+    def _step(self, step: int | None) -> int:
+        """``step``, or the latest when None; FileNotFoundError when there is none."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        return step
 
-    def restore(self, abstract_state: TrainState, step: int | None = None) -> tuple[TrainState, dict, dict]:
-        """Restores onto ``abstract_state`` (ShapeDtypeStructs with shardings).
+    def save(
+        self,
+        step: int,
+        arrays: Mapping[str, Any],
+        json_items: Mapping[str, dict] | None = None,
+        force: bool = False,
+    ) -> bool:
+        """Saves the items at ``step`` (asynchronously; ``wait`` blocks).
+
+        Args:
+          step: the step number (the folder name).
+          arrays: {item name: pytree of arrays}.
+          json_items: {item name: JSON-serialisable dict}.
+          force: save even where the manager's save interval would skip the step.
 
         Returns:
-          (state, config dict, data position dict) of ``step`` (default: the latest).
+          Whether it saved.
         """
-        step = self.latest_step() if step is None else step
-        if step is None:
-            raise FileNotFoundError(f"no checkpoint in {self.directory}")
-        items = dict(
-            params=ocp.args.StandardRestore(abstract_state.params),
-            opt_state=ocp.args.StandardRestore(abstract_state.opt_state),
-            config=ocp.args.JsonRestore(),
-            data=ocp.args.JsonRestore(),
-        )
-        if abstract_state.ema_params is not None:
-            items["ema_params"] = ocp.args.StandardRestore(abstract_state.ema_params)
+        items = {name: ocp.args.StandardSave(tree) for name, tree in arrays.items()}
+        items.update({name: ocp.args.JsonSave(value) for name, value in (json_items or {}).items()})
+        return self.manager.save(step, args=ocp.args.Composite(**items), force=force)
+
+    def restore(
+        self, step: int | None, arrays: Mapping[str, Any], json_names: Sequence[str] = ()
+    ) -> tuple[dict[str, Any], dict[str, dict]]:
+        """Restores some items of a checkpoint.
+
+        Args:
+          step: the step; None for the latest.
+          arrays: {item name: abstract pytree (ShapeDtypeStructs; those without a sharding
+            go to this process's first device)}.
+          json_names: the JSON items to read.
+
+        Returns:
+          ({item name: pytree of arrays}, {item name: dict}).
+        """
+        step = self._step(step)
+        items = {name: ocp.args.StandardRestore(_placed(tree)) for name, tree in arrays.items()}
+        items.update({name: ocp.args.JsonRestore() for name in json_names})
         restored = self.manager.restore(step, args=ocp.args.Composite(**items))
-        state = TrainState(
-            step=jax.numpy.asarray(step, jax.numpy.int32),
-            params=restored["params"],
-            ema_params=restored["ema_params"] if abstract_state.ema_params is not None else None,
-            opt_state=restored["opt_state"],
-        )
-        return state, restored["config"], restored["data"]
+        return {name: restored[name] for name in arrays}, {name: restored[name] for name in json_names}
 
-    def restore_params(self, abstract_params: Any, step: int | None = None, ema: bool = False):
-        """Only the (EMA) parameters of a checkpoint, e.g. for export or sampling."""
-        step = self.latest_step() if step is None else step
-        if step is None:
-            raise FileNotFoundError(f"no checkpoint in {self.directory}")
-        name = "ema_params" if ema else "params"
-        restored = self.manager.restore(
-            step, args=ocp.args.Composite(**{name: ocp.args.StandardRestore(_placed(abstract_params))})
-        )
-        return restored[name]
+    def restore_item(self, name: str, abstract: Any, step: int | None = None) -> Any:
+        """One pytree item of a checkpoint (default: the latest) restored onto ``abstract``."""
+        return self.restore(step, {name: abstract})[0][name]
 
-    def restore_json(self, item: str, step: int | None = None) -> dict:
-        """A JSON item ("config" or "data") of a checkpoint."""
-        step = self.latest_step() if step is None else step
-        if step is None:
-            raise FileNotFoundError(f"no checkpoint in {self.directory}")
-        return self.manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.JsonRestore()}))[item]
+    def restore_json(self, name: str, step: int | None = None) -> dict:
+        """One JSON item of a checkpoint (default: the latest)."""
+        return self.restore(step, {}, (name,))[1][name]
 
-    def has_ema(self, step: int | None = None) -> bool:
-        step = self.latest_step() if step is None else step
-        return os.path.isdir(os.path.join(str(self.directory), str(step), "ema_params"))
+    def has_item(self, name: str, step: int | None = None) -> bool:
+        """Whether a checkpoint (default: the latest) holds the item ``name``."""
+        return (epath.Path(self.directory) / str(self._step(step)) / name).is_dir()
 
     def wait(self) -> None:
         self.manager.wait_until_finished()

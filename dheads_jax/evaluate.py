@@ -1,6 +1,6 @@
-"""Evaluates generated talking-face videos against their ground truth (issue 6).
+"""Evaluates generated talking-face videos against their ground truth (the library of run_evaluate.py).
 
-  python -m dheads_jax.evaluate --generated=DIR --reference=DIR_OR_DATASET --output=DIR \
+  python run_evaluate.py --generated=DIR --reference=DIR_OR_DATASET --output=DIR \
       [--split=test] [--fid_frames_per_video=16] [--fvd=true] [--fid=true]
 
 ``--generated`` is a folder of videos (searched recursively). ``--reference`` is either a
@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import time
 
 import numpy as np
 
-from dheads_jax.data import media
+from dheads_jax import imaging, media
+from dheads_jax.progress import Progress
 
 ROWS = ("generated", "ground_truth", "identity_repeated")
 
@@ -136,13 +136,13 @@ def read_clip(path: str) -> tuple[np.ndarray, np.ndarray | None]:
     """
     try:
         frames, video_start = media.read_video(path)
-    except (media.ClipError, OSError) as e:
+    except (media.MediaError, OSError) as e:
         raise EvaluationError(f"{path}: unreadable video ({getattr(e, 'message', e)})") from e
     try:
         if not media.has_audio_stream(path):
             return frames, None
         waveform, audio_start = media.read_audio(path)
-    except (media.ClipError, OSError):
+    except (media.MediaError, OSError):
         return frames, None
     return frames, media.shift_waveform(waveform, audio_start - video_start)
 
@@ -169,13 +169,8 @@ def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
     Returns:
       uint8 [T, height, width, 3].
     """
-    import cv2
-
-    if frames.shape[1:3] == (height, width):
-        return frames
     shrink = frames.shape[1] * frames.shape[2] > height * width
-    interp = cv2.INTER_AREA if shrink else cv2.INTER_CUBIC
-    return np.stack([cv2.resize(f, (width, height), interpolation=interp) for f in frames])
+    return imaging.resize(frames, (height, width), "area" if shrink else "cubic")
 
 
 def _mean(values) -> float | None:
@@ -373,14 +368,13 @@ def evaluate(generated_dir: str, reference: str, output_dir: str, split: str = "
     evaluator = Evaluator(**options)
     results = []
     start = time.time()
-    for i, (name, path, ref) in enumerate(pairs):
-        t0 = time.time()
+    progress = Progress(len(pairs), "videos", label="evaluating", every_s=0)
+    for name, path, ref in pairs:
         results.append(evaluator.video(name, path, ref))
         g = results[-1]["rows"]["generated"]
-        print(
-            f"[{i + 1}/{len(pairs)}] {name}: {results[-1]['frames_compared']} frames, "
-            f"PSNR {g['psnr']:.2f} SSIM {g['ssim']:.3f} LPIPS {g['lpips']:.3f} ({time.time() - t0:.1f} s)",
-            flush=True,
+        progress.update(
+            extra=f"{name}: {results[-1]['frames_compared']} frames, "
+            f"PSNR {g['psnr']:.2f} SSIM {g['ssim']:.3f} LPIPS {g['lpips']:.3f}"
         )
     set_level = evaluator.set_metrics()
     matched = {p[0] for p in pairs}
@@ -394,7 +388,7 @@ def evaluate(generated_dir: str, reference: str, output_dir: str, split: str = "
         unmatched_generated=sorted(set(generated) - matched),
         references_without_generated=sorted(set(references) - matched_refs),
         settings=dict(
-            fps=media.VIDEO_FPS,
+            fps=media.FPS,
             reference_sizes=[list(s) for s in sizes],
             psnr_cap_db=image.PSNR_CAP_DB,
             fvd=dict(
@@ -416,52 +410,3 @@ def evaluate(generated_dir: str, reference: str, output_dir: str, split: str = "
         videos=results,
     )
     return report.write_report(result, output_dir)
-
-
-def main(argv):
-    from absl import flags
-
-    f = flags.FLAGS
-    if len(argv) > 1:
-        print(f"evaluate: unexpected arguments {argv[1:]}", file=sys.stderr)
-        return 2
-    missing = [n for n in ("generated", "reference", "output") if not getattr(f, n)]
-    if missing:
-        print(f"evaluate: --{', --'.join(missing)} required", file=sys.stderr)
-        return 2
-    try:
-        result = evaluate(
-            f.generated,
-            f.reference,
-            f.output,
-            f.split,
-            fvd=f.fvd,
-            fid=f.fid,
-            fid_frames_per_video=f.fid_frames_per_video,
-        )
-    except EvaluationError as e:
-        print(f"evaluate: {e}", file=sys.stderr)
-        return 1
-    print(f"{result['num_videos']} videos evaluated; report: {os.path.join(f.output, 'report.md')}")
-    for reason in result["not_computed"].values():
-        print(reason)
-    return 0
-
-
-def _define_flags():
-    from absl import flags
-
-    flags.DEFINE_string("generated", None, "Folder of generated videos (searched recursively).")
-    flags.DEFINE_string("reference", None, "Prepared dataset folder or folder of ground-truth videos.")
-    flags.DEFINE_string("output", None, "Folder for report.json, report.md and the PNG plots.")
-    flags.DEFINE_string("split", "test", "Split of a prepared dataset --reference.")
-    flags.DEFINE_integer("fid_frames_per_video", 16, "Evenly spaced frames per video for FID (0: all).")
-    flags.DEFINE_bool("fvd", True, "Compute FVD (I3D on the CPU takes about 2 s per 16-frame clip).")
-    flags.DEFINE_bool("fid", True, "Compute FID (needs torch: pip install -e .[eval]).")
-
-
-if __name__ == "__main__":
-    from absl import app
-
-    _define_flags()
-    app.run(main)

@@ -4,7 +4,9 @@ An export folder holds ``params/`` (an orbax pytree, float32 or bfloat16) and
 ``export.json``: format version, the model / data / diffusion / sampling config blocks,
 the audio encoder spec, the image size, which weights these are (EMA or raw), their
 dtype, and provenance (step, source workdir, time, package version). The sampler rebuilds
-the model from this JSON alone; no training config is needed.
+the model from this JSON alone; no training config is needed. The stored config blocks
+are merged over today's defaults (``configs/default.py``) when read, so an export written
+before a field existed gets that field's default, which is the official behaviour.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import jax.numpy as jnp
 import ml_collections
 
 import dheads_jax
+from configs import default as default_config
 from dheads_jax import checkpointing
+from dheads_jax.data.audio import AudioEncoderSpec
 from dheads_jax.models import factory
 
 FORMAT_VERSION = 1
@@ -30,15 +34,6 @@ CONFIG_BLOCKS = ("data", "model", "diffusion", "sampling")
 
 class ExportError(ValueError):
     """An export that cannot be used; the message names the folder and the problem."""
-
-
-def audio_encoder_spec(config: ml_collections.ConfigDict) -> dict:
-    """What the sampler must compute from audio: encoder name, D, and mel parameters."""
-    d = config.data
-    spec = dict(name=d.audio_encoder, dim=d.audio_dim)
-    if d.audio_encoder == "mel":
-        spec.update(num_mels=d.mel_bins, subframes=d.mel_subframes)
-    return spec
 
 
 def write_export(
@@ -73,7 +68,7 @@ def write_export(
         dtype=dtype,
         image_size=config.data.image_size,
         input_channels=factory.input_channels(config),
-        audio_encoder=audio_encoder_spec(config),
+        audio_encoder=AudioEncoderSpec.from_data_config(config.data).to_json(),
         config={k: json.loads(config[k].to_json()) for k in CONFIG_BLOCKS},
         provenance=dict(provenance or {}),
     )
@@ -106,13 +101,21 @@ def _barrier(name: str) -> None:
 
 
 def config_from_meta(meta: dict) -> ml_collections.ConfigDict:
-    """The config blocks stored in an export, as a ConfigDict the factories accept."""
-    config = ml_collections.ConfigDict()
+    """The config blocks stored in an export merged over today's defaults.
+
+    Fields the export lacks (it was written before they existed) take their default;
+    fields it has that no longer exist are kept, so nothing it says is lost.
+    """
+    config = default_config.get_config()
     config.name = "export"
-    config.seed = 0
     for k in CONFIG_BLOCKS:
-        config[k] = ml_collections.ConfigDict(meta["config"][k])
+        config[k].update(meta["config"][k])
     return config
+
+
+def encoder_spec(meta: dict) -> AudioEncoderSpec:
+    """The audio encoder of an export (either JSON form)."""
+    return AudioEncoderSpec.from_json(meta["audio_encoder"])
 
 
 def read_meta(export_dir: str) -> dict:

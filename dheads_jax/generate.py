@@ -7,23 +7,24 @@ frame goes to its writer as soon as it is made, so memory stays flat for long au
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import functools
+import json
 import os
-import time
 
 import jax
 import ml_collections
 import numpy as np
 from absl import logging
 
-from dheads_jax import export, sampling, video_io
-from dheads_jax.checkpointing import Checkpointer
-from dheads_jax.data import align, media
+from dheads_jax import export, media, sampling
+from dheads_jax.data import align
 from dheads_jax.data import audio as audio_lib
-from dheads_jax.diffusion import schedule_from_config
+from dheads_jax.imaging import from_uint8, to_uint8
 from dheads_jax.models import factory
-from dheads_jax.train.visualize import to_uint8
+from dheads_jax.progress import Progress
 
 
 class InputError(ValueError):
@@ -52,17 +53,22 @@ class Job:
 def load_identity(path: str, image_size: int) -> np.ndarray:
     """An aligned identity frame from any image or video file, float32 [S, S, 3] in [-1, 1]."""
     try:
-        image = video_io.read_identity_image(path)
-    except video_io.MediaError as e:
+        image = media.read_identity_image(path)
+    except media.MediaError as e:
         raise InputError(str(e)) from e
     try:
         aligned = align.align_image(image, image_size)
     except align.NoFaceError as e:
         raise InputError(f"{path}: no face found in the identity image") from e
-    return aligned.astype(np.float32) / 127.5 - 1.0
+    return from_uint8(aligned)
 
 
-def load_audio(path: str, meta: dict, embeddings: str | None = None, encoder_file: str | None = None):
+def load_audio(
+    path: str,
+    encoder: audio_lib.AudioEncoderSpec,
+    embeddings: str | None = None,
+    encoder_file: str | None = None,
+):
     """(waveform [T*640], embeddings [T, D]) for an audio file, with the export's encoder.
 
     T = floor(seconds * 25): a remainder shorter than one frame (40 ms) is dropped, as in
@@ -71,25 +77,25 @@ def load_audio(path: str, meta: dict, embeddings: str | None = None, encoder_fil
     """
     try:
         waveform, _ = media.read_audio(path)
-    except (media.ClipError, OSError) as e:
+    except media.MediaError as e:
+        raise InputError(f"{path}: unreadable audio ({e.message})") from e
+    except OSError as e:
         raise InputError(f"{path}: unreadable audio ({e})") from e
-    num_frames = len(waveform) // audio_lib.SAMPLES_PER_FRAME
+    num_frames = len(waveform) // media.SAMPLES_PER_FRAME
     if num_frames < 1:
         raise InputError(f"{path}: audio is shorter than one video frame (40 ms)")
-    waveform = waveform[: num_frames * audio_lib.SAMPLES_PER_FRAME]
-    spec = meta["audio_encoder"]
+    waveform = waveform[: num_frames * media.SAMPLES_PER_FRAME]
     if embeddings:
         try:
             emb = np.load(embeddings).astype(np.float32)
         except (OSError, ValueError) as e:
             raise InputError(f"{embeddings}: unreadable embeddings ({e})") from e
-        if emb.ndim != 2 or emb.shape[1] != spec["dim"]:
-            raise InputError(f"{embeddings}: embeddings {emb.shape}, the export needs [T, {spec['dim']}]")
+        if emb.ndim != 2 or emb.shape[1] != encoder.dim:
+            raise InputError(f"{embeddings}: embeddings {emb.shape}, the export needs [T, {encoder.dim}]")
         n = min(num_frames, emb.shape[0])
-        return waveform[: n * audio_lib.SAMPLES_PER_FRAME], emb[:n]
-    if spec["name"] == "mel":
-        params = audio_lib.MelParams(num_mels=spec["num_mels"], subframes=spec["subframes"])
-        return waveform, audio_lib.encode_waveform(waveform, params)
+        return waveform[: n * media.SAMPLES_PER_FRAME], emb[:n]
+    if encoder.mel is not None:
+        return waveform, audio_lib.encode_waveform(waveform, encoder.mel)
     if encoder_file:
         from dheads_jax.convert import sda
 
@@ -98,9 +104,9 @@ def load_audio(path: str, meta: dict, embeddings: str | None = None, encoder_fil
         except sda.SDAError as e:
             raise InputError(f"{encoder_file}: {e}") from e
         n = min(num_frames, emb.shape[0])
-        return waveform[: n * audio_lib.SAMPLES_PER_FRAME], emb[:n]
+        return waveform[: n * media.SAMPLES_PER_FRAME], emb[:n]
     raise InputError(
-        f"{path}: the export uses the {spec['name']!r} audio encoder; pass --audio_embeddings=FILE.npy "
+        f"{path}: the export uses the {encoder.name!r} audio encoder; pass --audio_embeddings=FILE.npy "
         "or, for the authors' SDA encoder, --audio_encoder_file=audio_encoder.pt"
     )
 
@@ -122,113 +128,84 @@ def read_manifest(path: str) -> list[dict]:
 
 @dataclasses.dataclass
 class Sampler:
-    """An export ready to sample from."""
+    """An export ready to sample from: its network, parameters and sampling options.
+
+    Attributes:
+      config: the export's config, merged over the defaults.
+      params: float32 parameters.
+      meta: the export's metadata (export.json).
+      options: how frames are sampled (the export's, with the caller's overrides).
+      seed: the job key's seed; a video's noise depends only on it and the video's index.
+      mesh: a mesh to split each batch of videos over, or None for one device.
+    """
 
     config: ml_collections.ConfigDict
     params: object
     meta: dict
-    steps: int
-    sampler: str
-    eta: float
-    seed: int
+    options: sampling.SamplingOptions
+    seed: int = 0
     mesh: jax.sharding.Mesh | None = None
-    audio_guidance: float = 1.0
-    shared_noise: bool = False
-    null_audio: np.ndarray | None = None  # the silence embedding, when audio_guidance != 1
 
     @classmethod
-    def from_export(
-        cls,
-        export_dir,
-        steps=None,
-        sampler=None,
-        eta=None,
-        seed=0,
-        mesh=None,
-        audio_guidance=None,
-        shared_noise=None,
-    ):
+    def from_export(cls, export_dir: str, overrides: dict | None = None, seed: int = 0, mesh=None) -> Sampler:
+        """Loads an export; ``overrides`` replace fields of its config.sampling (None: keep)."""
         config, params, meta = export.load_export(export_dir)
-        s = config.sampling
-        guidance = float(s.get("audio_guidance", 1.0) if audio_guidance is None else audio_guidance)
-        null_audio = None
-        if guidance != 1.0:
-            try:
-                null_audio = audio_lib.silence_embedding(meta["audio_encoder"])
-            except ValueError as e:
-                raise InputError(f"{export_dir}: {e} (use --audio_guidance=1)") from e
-        return cls(
-            config,
-            params,
-            meta,
-            steps or s.steps,
-            sampler or s.sampler,
-            s.eta if eta is None else eta,
-            seed,
-            mesh,
-            guidance,
-            bool(s.get("shared_noise", False) if shared_noise is None else shared_noise),
-            null_audio,
-        )
+        try:
+            options = sampling.SamplingOptions.from_config(config, **(overrides or {}))
+        except ValueError as e:
+            raise InputError(f"{export_dir}: {e}") from e
+        return cls(config, params, meta, options, seed, mesh)
 
     @property
     def image_size(self) -> int:
         return int(self.meta["image_size"])
 
+    @property
+    def encoder(self) -> audio_lib.AudioEncoderSpec:
+        return export.encoder_spec(self.meta)
+
+    @functools.cached_property
+    def apply_fn(self) -> sampling.UNetApply:
+        return sampling.UNetApply(factory.build_unet(self.config))
+
+    def frames(self, jobs: list[Job]):
+        """Samples one batch of jobs; yields (k, frames [V, H, W, 3] uint8, active [V] bool)."""
+        videos = sampling.VideoBatch.create(
+            np.stack([j.identity for j in jobs]),
+            np.stack(
+                [np.pad(j.audio, ((0, max(len(x.audio) for x in jobs) - len(j.audio)), (0, 0))) for j in jobs]
+            ),
+            lengths=[len(j.audio) for j in jobs],
+            video_ids=[j.video_id for j in jobs],
+        )
+        try:
+            sampling.video.check_inputs(videos, self.options)
+        except ValueError as e:
+            raise InputError(f"the audio embeddings do not fit the export: {e}") from e
+        padded = videos.padded(self.mesh.size if self.mesh is not None else 1)
+        placed, motion, params, schedule = sampling.place(
+            padded, self.options, self.params, self.options.make_schedule(), self.mesh
+        )
+        step = functools.partial(sampling.jitted_frame_step, self.apply_fn, self.options)
+        key = jax.random.key(self.seed)
+        with jax.set_mesh(self.mesh) if self.mesh is not None else contextlib.nullcontext():
+            for k, frames in sampling.video_frames(step, params, schedule, key, placed, motion):
+                host = np.asarray(jax.device_get(frames))[: len(jobs)]
+                yield k, to_uint8(host), k < videos.lengths
+
     def run(self, jobs: list[Job], batch_size: int, upscale: int | None = None) -> list[str]:
         """Samples ``jobs`` in batches, streaming frames to their outputs. Returns the paths written."""
-        model = factory.build_unet(self.config)
-        apply_fn = sampling.make_apply_fn(model)
-        schedule = schedule_from_config(self.config.diffusion, self.steps)
-        opts = sampling.sampling_options(self.config)
-        opts.update(
-            sampler=self.sampler,
-            eta=float(self.eta),
-            audio_guidance=self.audio_guidance,
-            shared_noise=self.shared_noise,
-            null_audio=self.null_audio,
-        )
         written = []
-        total_frames = sum(len(j.audio) for j in jobs)
-        frames_done = 0
-        start = time.time()
+        progress = Progress(sum(len(j.audio) for j in jobs), "frames", label="sampling")
         for b in range(0, len(jobs), batch_size):
             batch = jobs[b : b + batch_size]
-            n = max(len(j.audio) for j in batch)
-            audio = np.stack([np.pad(j.audio, ((0, n - len(j.audio)), (0, 0))) for j in batch])
-            writers = [video_io.make_writer(j.output, j.waveform, upscale) for j in batch]
-
-            def on_frame(k, frames, active, writers=writers):
-                nonlocal frames_done
-                for w, f, a in zip(writers, frames, active, strict=True):
-                    if a:
-                        w.add(to_uint8(f))
-                        frames_done += 1
-                rate = frames_done / max(time.time() - start, 1e-9)
-                logging.log_every_n_seconds(
-                    logging.INFO,
-                    "all jobs: %d/%d frames | %.2f frames/s | ETA %.0f s",
-                    10,
-                    frames_done,
-                    total_frames,
-                    rate,
-                    (total_frames - frames_done) / max(rate, 1e-9),
-                )
-
+            writers = [media.make_writer(j.output, j.waveform, upscale) for j in batch]
             try:
-                sampling.sample_video(
-                    apply_fn,
-                    self.params,
-                    schedule,
-                    np.stack([j.identity for j in batch]),
-                    audio,
-                    jax.random.key(self.seed),
-                    lengths=np.array([len(j.audio) for j in batch]),
-                    video_ids=np.array([j.video_id for j in batch]),
-                    mesh=self.mesh,
-                    callback=on_frame,
-                    **opts,
-                )
+                for _, frames, active in self.frames(batch):
+                    for writer, frame, on in zip(writers, frames, active, strict=True):
+                        if on:
+                            writer.add(frame)
+                    progress.update(int(active.sum()))
                 written += [w.close() for w in writers]
             except BaseException:
                 for w in writers:
@@ -238,28 +215,149 @@ class Sampler:
         return written
 
 
-def export_from_workdir(
-    workdir: str, out_dir: str, weights: str = "auto", dtype: str = "float32", step: int | None = None
-) -> str:
-    """Re-exports a training checkpoint (the latest, or ``step``) as an inference export.
+# What a command reports in one line instead of a traceback.
+EXPECTED_ERRORS = (InputError, export.ExportError, media.MediaError)
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """What to sample: one video (id_image, audio, output), a manifest, or a dataset split.
+
+    Attributes:
+      id_image, audio, output: one video's identity, speech and output path.
+      audio_embeddings: a precomputed [T, D] .npy for exports with an external encoder.
+      audio_encoder_file: the authors' TorchScript SDA encoder.
+      manifest: a CSV with columns id_image, audio, output.
+      dataset, split, output_dir: a prepared dataset split, each clip's first frame as the
+        identity, outputs ``output_dir/<clip_id>.mp4``.
+    """
+
+    id_image: str | None = None
+    audio: str | None = None
+    output: str | None = None
+    audio_embeddings: str | None = None
+    audio_encoder_file: str | None = None
+    manifest: str | None = None
+    dataset: str | None = None
+    split: str = "test"
+    output_dir: str | None = None
+
+    @property
+    def is_set(self) -> bool:
+        return bool(self.manifest or self.dataset)
+
+
+@dataclasses.dataclass
+class Summary:
+    """What a run did: per-output report rows and the line to print."""
+
+    report: list[dict]
+    message: str
+
+    @property
+    def failed(self) -> list[dict]:
+        return [r for r in self.report if r["status"] == "failed"]
+
+
+def single_job(sampler: Sampler, request: Request) -> tuple[list[Job], list[dict]]:
+    if not (request.id_image and request.audio and request.output):
+        raise InputError("one video needs --id_image, --audio and --output")
+    identity = load_identity(request.id_image, sampler.image_size)
+    waveform, emb = load_audio(
+        request.audio, sampler.encoder, request.audio_embeddings, request.audio_encoder_file
+    )
+    media.check_writable(request.output)
+    return [Job(identity, emb, waveform, request.output, 0)], []
+
+
+def manifest_jobs(sampler: Sampler, request: Request) -> tuple[list[Job], list[dict]]:
+    """The manifest's rows as jobs; existing outputs are skipped and bad rows reported as failed."""
+    jobs, report = [], []
+    for row in read_manifest(request.manifest):
+        if os.path.exists(row["output"]):
+            report.append(dict(output=row["output"], status="exists, skipped"))
+            continue
+        try:
+            identity = load_identity(row["id_image"], sampler.image_size)
+            waveform, emb = load_audio(row["audio"], sampler.encoder)
+            jobs.append(Job(identity, emb, waveform, row["output"], row["row"]))
+        except InputError as e:
+            logging.error("%s", e)
+            report.append(dict(output=row["output"], status="failed", reason=str(e)))
+    return jobs, report
+
+
+def dataset_jobs(sampler: Sampler, request: Request) -> tuple[list[Job], list[dict]]:
+    """One job per clip of a dataset split; existing outputs are skipped."""
+    from dheads_jax.data import reader
+
+    if not request.output_dir:
+        raise InputError("--dataset needs --output_dir")
+    jobs, report = [], []
+    dim = sampler.encoder.dim
+    for i, clip in enumerate(reader.load_clips(request.dataset, request.split)):
+        out = os.path.join(request.output_dir, clip.clip_id + ".mp4")
+        if os.path.exists(out):
+            report.append(dict(output=out, status="exists, skipped"))
+            continue
+        if clip.frames.shape[1] != sampler.image_size or clip.audio.shape[1] != dim:
+            raise InputError(
+                f"{request.dataset}: clips are {clip.frames.shape[1]} px with D={clip.audio.shape[1]}, the export "
+                f"needs {sampler.image_size} px with D={dim}"
+            )
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        jobs.append(Job(from_uint8(clip.frames[0]), clip.audio, clip.waveform, out, i))
+    return jobs, report
+
+
+def write_report(path: str, report: list[dict]) -> None:
+    """The per-output report as JSON, written under a temporary name and renamed."""
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2)
+    os.replace(path + ".tmp", path)
+
+
+def run(
+    export_dir: str,
+    request: Request,
+    overrides: dict | None = None,
+    seed: int = 0,
+    batch_size: int | None = None,
+    upscale: int | None = None,
+) -> Summary:
+    """Samples what ``request`` asks for with an export; the whole of run_sample.py.
 
     Args:
-      workdir: a training workdir (its checkpoints/ folder).
-      out_dir: the export folder to write.
-      weights: "ema", "raw", or "auto" (EMA when the checkpoint has it).
-      dtype: storage dtype of the exported parameters.
-      step: checkpoint step; default the latest.
+      export_dir: the export folder.
+      request: the videos to make.
+      overrides: config.sampling fields to replace (None values keep the export's).
+      seed: the job key's seed.
+      batch_size: videos sampled together; default the device count.
+      upscale: output frame size, or None for the model's.
+
+    Returns:
+      The report (a set also writes it as sample_report.json beside its outputs).
+
+    Raises:
+      One of ``EXPECTED_ERRORS`` for inputs or exports that cannot be used.
     """
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
-    step = ckpt.latest_step() if step is None else step
-    if step is None:
-        raise export.ExportError(f"{workdir}: no checkpoint to export")
-    config = ml_collections.ConfigDict(ckpt.restore_json("config", step))
-    has_ema = ckpt.has_ema(step)
-    if weights == "auto":
-        weights = "ema" if has_ema else "raw"
-    if weights == "ema" and not has_ema:
-        raise export.ExportError(f"{workdir}: checkpoint {step} has no EMA parameters (ema_decay was 0)")
-    params = ckpt.restore_params(factory.param_shapes(config), step, ema=weights == "ema")
-    provenance = dict(step=step, source_workdir=os.path.abspath(workdir))
-    return export.write_export(out_dir, params, config, weights=weights, dtype=dtype, provenance=provenance)
+    from dheads_jax import parallel
+
+    mesh = parallel.make_mesh() if jax.device_count() > 1 else None
+    sampler = Sampler.from_export(export_dir, overrides, seed, mesh)
+    if request.manifest:
+        jobs, report = manifest_jobs(sampler, request)
+    elif request.dataset:
+        jobs, report = dataset_jobs(sampler, request)
+    else:
+        jobs, report = single_job(sampler, request)
+    written = sampler.run(jobs, batch_size or jax.device_count(), upscale)
+    report += [dict(output=p, status="written") for p in written]
+    if not request.is_set:
+        return Summary(report, f"wrote {written[0]}")
+    folder = request.output_dir or os.path.dirname(os.path.abspath(request.manifest))
+    path = os.path.join(folder, "sample_report.json")
+    write_report(path, report)
+    failed = sum(r["status"] == "failed" for r in report)
+    skipped = len(report) - len(written) - failed
+    return Summary(report, f"{len(written)} written, {skipped} skipped, {failed} failed; {path}")

@@ -1,4 +1,4 @@
-"""Training batches from a prepared dataset with tf.data (SPEC section 4).
+"""Training batches from a prepared dataset with tf.data (docs/method.md, section 4).
 
 Every example is one clip: a target frame k and an identity frame drawn uniformly and
 distinct, the m_x previous frames as motion frames (identity frame where k - i < 0), the
@@ -23,8 +23,7 @@ import tensorflow.experimental.numpy as tnp
 import tensorflow_datasets as tfds
 
 from dheads_jax.data import reader
-from dheads_jax.data.audio import check_encoder
-from dheads_jax.data.reader import load_clips  # noqa: F401 - part of this module's API
+from dheads_jax.data.audio import AudioEncoderSpec
 from dheads_jax.imaging import motion_transform
 from dheads_jax.mouth import mouth_box
 
@@ -33,7 +32,7 @@ _EPOCH_STRIDE = 1_000_003
 
 
 def example_indices(target, identity, num_frames, motion_frames: int, audio_context: int, xp=np) -> dict:
-    """The frame indices of one training example (SPEC section 4); pure.
+    """The frame indices of one training example (docs/method.md, section 4); pure.
 
     Works on numpy values (``xp=np``) and inside tf.data (``xp=tf.experimental.numpy``).
 
@@ -119,7 +118,7 @@ class TrainIterator:
     ):
         self._builder = reader.load_builder(dataset_dir)
         self._meta = reader.dataset_metadata(self._builder)
-        check_encoder(self._meta["audio_encoder"], data_config)
+        AudioEncoderSpec.from_json(self._meta["audio_encoder"]).check_matches(data_config)
         self._data = data_config
         self.split = split
         self.batch_size = batch_size

@@ -1,4 +1,4 @@
-"""The mouth box of the lip-sync loss (SPEC section 3)."""
+"""The mouth box of the lip-sync loss (docs/method.md, section 3)."""
 
 from __future__ import annotations
 

@@ -12,8 +12,6 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-BATCH_AXES = ("data", "fsdp")
-
 
 def make_mesh(mesh_config: ml_collections.ConfigDict | None = None, devices=None) -> Mesh:
     """A (data, fsdp) mesh with Auto axis types.
@@ -25,8 +23,7 @@ def make_mesh(mesh_config: ml_collections.ConfigDict | None = None, devices=None
     """
     devices = list(jax.devices() if devices is None else devices)
     n = len(devices)
-    data = -1 if mesh_config is None else mesh_config.get("data", -1)
-    fsdp = 1 if mesh_config is None else mesh_config.get("fsdp", 1)
+    data, fsdp = (-1, 1) if mesh_config is None else (mesh_config["data"], mesh_config["fsdp"])
     if data == -1 and fsdp == -1:
         raise ValueError("mesh: at most one of data and fsdp may be -1")
     if data == -1:
@@ -41,8 +38,11 @@ def make_mesh(mesh_config: ml_collections.ConfigDict | None = None, devices=None
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
-    """Leading (batch) axis split over every device of the mesh."""
-    return NamedSharding(mesh, P(BATCH_AXES))
+    """Leading (batch) axis split over every device of the mesh (all its axes, in order).
+
+    On the training mesh that is ``("data", "fsdp")``; a sampling mesh may have only "data".
+    """
+    return NamedSharding(mesh, P(tuple(mesh.axis_names)))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -75,11 +75,3 @@ def global_batch(local_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, ja
     return {
         k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in local_batch.items()
     }
-
-
-def local_batch_size(global_batch_size: int) -> int:
-    """This process's share of the global batch."""
-    count = jax.process_count()
-    if global_batch_size % count:
-        raise ValueError(f"global batch {global_batch_size} is not divisible by {count} processes")
-    return global_batch_size // count

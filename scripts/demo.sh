@@ -23,11 +23,11 @@ echo "== 2/4 train configs/grid_demo.py (progress, loss curve and sample strips 
 "$PY" run_train.py --config=configs/grid_demo.py --workdir="$OUT/train"
 
 echo "== 3/4 sample the held-out test clips from $OUT/train/export"
-"$PY" run_sample.py --checkpoint="$OUT/train/export" --dataset="$DATA" --split=test \
+"$PY" run_sample.py --export="$OUT/train/export" --dataset="$DATA" --split=test \
   --output_dir="$OUT/videos" --batch_size=2
 
 echo "== 4/4 evaluate"
-"$PY" -m dheads_jax.evaluate --generated="$OUT/videos" --reference="$DATA" --split=test \
+"$PY" run_evaluate.py --generated="$OUT/videos" --reference="$DATA" --split=test \
   --output="$OUT/report"
 
 echo

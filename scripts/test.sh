@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: creates .venv (if missing), installs the package with its test
-# extras, checks lint and formatting, runs the test suite on CPU.
-#   bash scripts/test.sh [extra pytest args]
+# extras, checks lint, formatting and the import layers, runs the test suite on CPU.
+#   bash scripts/test.sh [extra pytest args]     e.g. -m "not slow" for a quick loop
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"
@@ -11,5 +11,6 @@ fi
 "$VENV/bin/python" -m pip install --quiet -e ".[test,torch,eval]"
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check .
+"$VENV/bin/lint-imports"
 export JAX_PLATFORMS=cpu
 "$VENV/bin/python" -m pytest -n 2 --durations=15 "$@"

@@ -93,3 +93,21 @@ def prepared_samples(config) -> str:
     with open(os.path.join(cache.cache_root(), ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         return cache.ensure_dataset(config)
+
+
+def random_params(config, seed=0, gain=0.5):
+    """Random parameters of the model, none zero (the real init zeroes the output convs).
+
+    Drawn with numpy on the parameter shapes, so no initialisation has to compile.
+    """
+    rng = np.random.default_rng(seed)
+
+    def init(path, leaf):
+        name = path[-1].key
+        if name == "kernel":
+            fan_in = int(np.prod(leaf.shape[:-1]))
+            return (gain * rng.standard_normal(leaf.shape) / np.sqrt(fan_in)).astype(np.float32)
+        base = 1.0 if name == "scale" else 0.0
+        return (base + 0.1 * rng.standard_normal(leaf.shape)).astype(np.float32)
+
+    return jax.tree_util.tree_map_with_path(init, factory.param_shapes(config))

@@ -1,7 +1,7 @@
 """The PyTorch -> JAX converter and the SDA encoder runner, checked against a PyTorch U-Net.
 
-The PyTorch model (dheads_jax/convert/torch_reference.py) is this project's own
-implementation of SPEC section 2 with the official tensor names; here at a small size
+The PyTorch model (tests/torch_reference.py) is this project's own
+implementation of docs/method.md, section 2 with the official tensor names; here at a small size
 (32 px, 32 channels, two levels, attention at the lowest) with random non-zero weights,
 traced to TorchScript like the released ``crema_script.pt``, converted with the command's
 code and compared with the Flax model. The full-size name/shape table is checked by
@@ -10,6 +10,7 @@ construction on PyTorch's meta device (no memory, no weights).
 
 import argparse
 import os
+import subprocess
 import sys
 
 import jax
@@ -20,12 +21,13 @@ import pytest
 torch = pytest.importorskip("torch", reason="PyTorch is the optional extra: pip install -e .[torch]")
 
 from configs import crema, lrw  # noqa: E402
-from dheads_jax import export  # noqa: E402
+from dheads_jax import export, media  # noqa: E402
 from dheads_jax.convert import converter, mapping, sda  # noqa: E402
-from dheads_jax.convert import torch_reference as ref  # noqa: E402
+from dheads_jax.data.audio import AudioEncoderSpec  # noqa: E402
 from dheads_jax.diffusion import build_schedule  # noqa: E402
 from dheads_jax.models import factory  # noqa: E402
-from dheads_jax.sampling import make_apply_fn, sample_frame, step_noise  # noqa: E402
+from dheads_jax.sampling import SamplingOptions, UNetApply, sample_frame, step_noise  # noqa: E402
+from tests import torch_reference as ref  # noqa: E402
 
 TOL = 1e-4
 # A chain step amplifies network differences by coef1_q * sqrt(1 / abar - 1) where x0_hat is not
@@ -134,11 +136,11 @@ def test_forward_matches_pytorch(converted):
     script, out, _ = converted
     config, params, meta = export.load_export(out)
     assert meta["weights"] == "raw" and meta["provenance"]["source_format"] == "torchscript"
-    assert meta["audio_encoder"] == {"name": "sda", "dim": 24}
+    assert meta["audio_encoder"] == {"name": "sda", "dim": 24, "params": {"source": "external"}}
     inputs = random_inputs(config, 4)
     timesteps = np.array([0, 37, 500, 999], np.int32)
     model = factory.build_unet(config)
-    jax_out = np.asarray(jax.jit(make_apply_fn(model))(params, timesteps=timesteps, **inputs))
+    jax_out = np.asarray(jax.jit(UNetApply(model))(params, timesteps=timesteps, **inputs))
 
     x, x_cond, motion, audio = to_torch(inputs)
     with torch.no_grad():
@@ -162,8 +164,10 @@ def test_respaced_sampling_chain_matches_pytorch(converted):
     inputs = random_inputs(config, batch, seed=1)
     keys = jax.random.split(jax.random.key(7), batch)
     model = factory.build_unet(config)
-    run = jax.jit(lambda p: sample_frame(make_apply_fn(model), p, schedule, keys, inputs["identity"],
-                                         inputs["motion"], inputs["audio"], return_trajectory=True))  # fmt: skip
+    options = SamplingOptions.from_config(config, steps=steps)
+    assert (options.sampler, options.audio_guidance) == ("ddpm", 1.0)  # the official sampler
+    condition = (inputs["identity"], inputs["motion"], inputs["audio"])
+    run = jax.jit(lambda p: sample_frame(UNetApply(model), p, schedule, keys, condition, options, True))
     x0_jax, traj_jax = run(params)
 
     shape = (32, 32, 3)
@@ -265,6 +269,17 @@ def test_grayscale_unet_into_colour_config_names_the_config_that_fits(tmp_path, 
     )
 
 
+def test_config_names_resolve_from_any_working_directory(tmp_path):
+    # configs is an installed package: a named config needs no repository checkout as cwd.
+    code = "from dheads_jax.convert import converter; print(converter.resolve_config('lrw').name)"
+    env = dict(os.environ, PYTHONPATH="")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "lrw"
+    with pytest.raises(converter.ConvertError, match="unknown config 'nosuch'; use one of crema, lrw"):
+        converter.resolve_config("nosuch")
+
+
 def test_missing_torch_says_how_to_install(tmp_path, capsys, monkeypatch, converted):
     script = converted[0]
     monkeypatch.setitem(sys.modules, "torch", None)  # "import torch" now raises ImportError
@@ -321,8 +336,8 @@ def test_sda_windows_and_carried_state_match_a_whole_sequence_run(tmp_path):
     from dheads_jax import generate
 
     wav = str(tmp_path / "speech.wav")
-    soundfile.write(wav, wave, sda.SAMPLE_RATE, subtype="FLOAT")
-    waveform, emb2 = generate.load_audio(wav, {"audio_encoder": {"name": "sda", "dim": 256}}, None, path)
+    soundfile.write(wav, wave, media.SAMPLE_RATE, subtype="FLOAT")
+    waveform, emb2 = generate.load_audio(wav, AudioEncoderSpec.external(256, "sda"), None, path)
     assert waveform.shape == (9 * 640,)
     np.testing.assert_allclose(emb2, sda.sda_embeddings(waveform, path), atol=1e-6)
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from dheads_jax.data import align, audio, media
-from dheads_jax.data.media import ClipError
+from dheads_jax import media
+from dheads_jax.data import ClipError, align, audio
 
 
 def test_frame_count_rule_and_waveform_fit():
@@ -68,14 +68,37 @@ def test_external_embeddings_fit_and_errors(tmp_path):
 def test_encoder_spec_is_checked_against_the_config():
     import ml_collections
 
-    cfg = ml_collections.ConfigDict(dict(audio_encoder="mel", audio_dim=8, mel_bins=8, mel_subframes=1))
-    audio.check_encoder(audio.encoder_spec("mel", audio.MelParams(8, 1)), cfg)
+    cfg = ml_collections.ConfigDict(
+        dict(audio_encoder="mel", audio_dim=8, mel_bins=8, mel_subframes=1, mel_fmin=0.0, mel_fmax=8000.0)
+    )
+    Spec = audio.AudioEncoderSpec
+    Spec.for_mel(audio.MelParams(8, 1)).check_matches(cfg)
+    assert Spec.from_data_config(cfg) == Spec.for_mel(audio.MelParams(8, 1))
     with pytest.raises(ValueError, match="audio_dim=8"):
-        audio.check_encoder(audio.encoder_spec("mel"), cfg)
+        Spec.for_mel().check_matches(cfg)
+    with pytest.raises(ValueError, match="fmax=4000.0 vs config.data.mel_fmax=8000.0"):
+        Spec.for_mel(audio.MelParams(8, 1, fmax=4000.0)).check_matches(cfg)
     cfg.audio_encoder, cfg.audio_dim = "sda", 256
-    audio.check_encoder(audio.encoder_spec("external", dim=256, label="sda"), cfg)
+    Spec.external(256, "sda").check_matches(cfg)
     with pytest.raises(ValueError, match="'external' vs config.data.audio_encoder='sda'"):
-        audio.check_encoder(audio.encoder_spec("external", dim=256), cfg)
+        Spec.external(256).check_matches(cfg)
+
+
+def test_encoder_spec_json_round_trip_and_the_old_flat_form():
+    Spec = audio.AudioEncoderSpec
+    mel = Spec.for_mel(audio.MelParams(16, 2, fmin=50.0, fmax=7000.0))
+    assert mel.to_json() == dict(
+        name="mel", dim=32, params=dict(num_mels=16, subframes=2, fmin=50.0, fmax=7000.0)
+    )
+    assert Spec.from_json(mel.to_json()) == mel
+    ext = Spec.external(256, "sda")
+    assert ext.to_json() == dict(name="sda", dim=256, params=dict(source="external"))
+    assert Spec.from_json(ext.to_json()) == ext
+    # Exports written before the nested form stored only the two sizes: the band edges
+    # were always the defaults then.
+    assert Spec.from_json(dict(name="mel", dim=32, num_mels=16, subframes=2)) == Spec.for_mel(
+        audio.MelParams(16, 2)
+    )
 
 
 def test_similarity_transform_recovers_a_known_similarity():
@@ -112,9 +135,8 @@ def test_warp_image_sampling_convention():
 
 
 def test_silence_embedding_is_the_log_floor_of_the_mel_encoder():
-    spec = dict(name="mel", dim=32, num_mels=8, subframes=4)
-    emb = audio.silence_embedding(spec)
+    emb = audio.AudioEncoderSpec.for_mel(audio.MelParams(8, 4)).silence_embedding()
     assert emb.shape == (32,)
     np.testing.assert_allclose(emb, (np.log(1e-6) + 7.0) / 4.0, rtol=1e-5)
     with pytest.raises(ValueError, match="only the mel encoder"):
-        audio.silence_embedding(dict(name="sda", dim=256))
+        audio.AudioEncoderSpec.external(256, "sda").silence_embedding()

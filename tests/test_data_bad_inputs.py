@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from dheads_jax.data import builder, media, process, sources
+from dheads_jax import media
+from dheads_jax.data import builder, process, sources
 
 GRID_CLIP = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "samples", "grid", "bbaf2n.mpg"
@@ -17,10 +18,10 @@ GRID_CLIP = os.path.join(
 SETTINGS = process.PrepareSettings(image_size=32, mel=process.audio.MelParams(num_mels=8, subframes=1))
 
 
-def write_video(path, frames, waveform=None, sample_rate=16000):
+def write_video(path, frames, waveform=None, sample_rate=media.SAMPLE_RATE):
     """Writes uint8 [T, H, W, 3] frames at 25 fps (MPEG-4 part 2) and optional AAC audio."""
     with av.open(path, "w") as container:
-        stream = container.add_stream("mpeg4", rate=25)
+        stream = container.add_stream("mpeg4", rate=media.FPS)
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
         astream = None
         if waveform is not None:
@@ -49,12 +50,12 @@ def bad_folder(tmp_path_factory):
     grid, _ = media.read_video(GRID_CLIP)
     grid = grid[:10]  # 0.4 s
     speech, _ = media.read_audio(GRID_CLIP)
-    speech = speech[16000 : 16000 + 6400]
+    speech = speech[media.SAMPLE_RATE : media.SAMPLE_RATE + 10 * media.SAMPLES_PER_FRAME]
     # Good: video without sound plus a parallel .wav, in a speaker folder.
     (videos / "s1").mkdir()
     (audio_dir / "s1").mkdir()
     write_video(str(videos / "s1" / "good.mp4"), grid)
-    soundfile.write(str(audio_dir / "s1" / "good.wav"), speech, 16000)
+    soundfile.write(str(audio_dir / "s1" / "good.wav"), speech, media.SAMPLE_RATE)
     # Good too: sound inside the container.
     write_video(str(videos / "s1" / "good_inline.mp4"), grid, speech)
     # No audio track and no parallel file.
@@ -67,13 +68,13 @@ def bad_folder(tmp_path_factory):
     # Shorter than m_x + 1 = 3 frames.
     write_video(str(videos / "short.mp4"), grid[:2], speech[:1280])
     # Audio 1.0 s for 0.4 s of video.
-    write_video(str(videos / "mismatch.mp4"), grid, np.tile(speech, 3)[:16000])
+    write_video(str(videos / "mismatch.mp4"), grid, np.tile(speech, 3)[: media.SAMPLE_RATE])
     # Truncated MP4 (its index is at the end) and random bytes with a video extension.
     data = open(videos / "s1" / "good_inline.mp4", "rb").read()
     open(videos / "truncated.mp4", "wb").write(data[: len(data) // 2])
     open(videos / "garbage.avi", "wb").write(np.random.default_rng(0).bytes(5000))
     # Not a video.
-    soundfile.write(str(videos / "speech.wav"), speech, 16000)
+    soundfile.write(str(videos / "speech.wav"), speech, media.SAMPLE_RATE)
     (videos / "notes.md").write_text("ignored documentation")
     out = root / "out"
     result = builder.prepare_dataset(str(videos), str(out), audio_dir=str(audio_dir), settings=SETTINGS)
@@ -123,6 +124,7 @@ def test_nothing_written_gives_no_dataset_and_a_report(tmp_path):
     assert json.load(open(result.report_path))["num_skipped"] == 1
 
 
+@pytest.mark.slow
 def test_prepare_command_exit_codes(tmp_path):
     import subprocess
     import sys

@@ -100,7 +100,8 @@ def test_mouth_opens_and_closes(grid_clips):
 
 
 def test_align_image_matches_the_clip_alignment(grid_clips):
-    from dheads_jax.data import align, media
+    from dheads_jax import media
+    from dheads_jax.data import align
 
     frames, _ = media.read_video(os.path.join(GRID_DIR, "swwp2s.mpg"))
     aligned, landmarks = align.align_face(frames[40], GRID_SIZE)

@@ -23,6 +23,7 @@ def test_describe_reports_exact_sizes_and_a_plausible_flop_count():
     assert small["forward_gflops"] < d["forward_gflops"] / 1000
 
 
+@pytest.mark.slow
 def test_run_train_describe_prints_and_exits_zero():
     proc = subprocess.run(
         [sys.executable, "run_train.py", "--config=configs/lrw.py", "--describe"],

@@ -1,18 +1,20 @@
-"""python -m dheads_jax.evaluate end to end on tiny real sets, and its bad-input errors."""
+"""run_evaluate.py end to end on tiny real sets, and its bad-input errors."""
 
 import json
 import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 from PIL import Image
 
-from dheads_jax import video_io
+from dheads_jax import imaging, media
 from dheads_jax.data import cache, reader
 from tests import helpers
 from tests.test_metrics import grid_clip, noisy, shifted
+
+# Every test here runs the command in a subprocess, end to end.
+pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = ("bbaf2n", "swwp2s")
@@ -21,7 +23,7 @@ FRAMES = 32
 
 def write_mp4(path, frames, waveform):
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    writer = video_io.Mp4Writer(str(path), waveform)
+    writer = media.Mp4Writer(str(path), waveform)
     for f in frames:
         writer.add(f)
     return writer.close()
@@ -29,7 +31,7 @@ def write_mp4(path, frames, waveform):
 
 def run(*args):
     return subprocess.run(
-        [sys.executable, "-m", "dheads_jax.evaluate", *args],
+        [sys.executable, os.path.join(ROOT, "run_evaluate.py"), *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -44,11 +46,11 @@ def tiny_set(tmp_path_factory):
     d = tmp_path_factory.mktemp("tiny_set")
     for i, name in enumerate(NAMES):
         frames, waveform = grid_clip(name)
-        frames, waveform = frames[:FRAMES], waveform[: FRAMES * 640]
+        frames, waveform = frames[:FRAMES], waveform[: FRAMES * media.SAMPLES_PER_FRAME]
         write_mp4(d / "reference" / f"{name}.mp4", frames, waveform)
         gen = noisy(shifted(frames, 2), 6, seed=i)
         if i == 1:
-            gen = np.stack([np.asarray(Image.fromarray(f).resize((128, 128), Image.BICUBIC)) for f in gen])
+            gen = imaging.resize(gen, 128, "cubic")
         write_mp4(d / "generated" / ("sub" if i == 1 else "") / f"{name}.mp4", gen, waveform)
     return d
 
@@ -131,6 +133,6 @@ def test_bad_inputs_give_one_line_errors(tiny_set, tmp_path):
     for args, message in cases:
         proc = run(*args)
         assert proc.returncode == 1, (args, proc.stderr[-2000:])
-        lines = [line for line in proc.stderr.splitlines() if line.startswith("evaluate:")]
+        lines = [line for line in proc.stderr.splitlines() if line.startswith("run_evaluate.py:")]
         assert len(lines) == 1 and message in lines[0], (args, proc.stderr[-2000:])
     assert not os.path.exists(tmp_path / "out")

@@ -1,4 +1,4 @@
-"""The tf.data input pipeline: the SPEC section 4 index rule, batches, processes, resuming."""
+"""The tf.data input pipeline: the index rule of docs/method.md section 4, batches, processes, resuming."""
 
 import json
 
@@ -9,7 +9,7 @@ from test_data_builder import GRID_SIZE, build_grid_dataset
 from configs import test as test_config
 from dheads_jax import input_pipeline
 from dheads_jax.data import reader
-from dheads_jax.imaging import rgb_to_luma
+from dheads_jax.imaging import from_uint8, rgb_to_luma
 from dheads_jax.mouth import mouth_box
 
 
@@ -108,10 +108,9 @@ def test_batches_follow_the_rule_and_the_stored_clips(dataset_dir, clips):
             idx = input_pipeline.example_indices(k, ident, 75, m_x, m_y)
             np.testing.assert_array_equal(b["motion_index"][i], idx["motion"])
             np.testing.assert_array_equal(b["audio_index"][i], idx["audio"])
-            to_unit = lambda frames: frames.astype(np.float32) / 127.5 - 1.0  # noqa: E731
-            np.testing.assert_allclose(b["target"][i], to_unit(clip.frames[k]), atol=1e-6)
-            np.testing.assert_allclose(b["identity"][i], to_unit(clip.frames[ident]), atol=1e-6)
-            np.testing.assert_allclose(b["motion"][i], to_unit(clip.frames[idx["motion"]]), atol=1e-6)
+            np.testing.assert_allclose(b["target"][i], from_uint8(clip.frames[k]), atol=1e-6)
+            np.testing.assert_allclose(b["identity"][i], from_uint8(clip.frames[ident]), atol=1e-6)
+            np.testing.assert_allclose(b["motion"][i], from_uint8(clip.frames[idx["motion"]]), atol=1e-6)
             np.testing.assert_array_equal(b["audio"][i], clip.audio[idx["audio"]])
             np.testing.assert_array_equal(b["mouth_box"][i], clip.mouth_boxes[k])  # margin 5 at 128 px
 

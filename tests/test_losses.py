@@ -1,4 +1,4 @@
-"""Loss terms, the mouth box, and single sampling steps (SPEC sections 3, 6)."""
+"""Loss terms, the mouth box, and single sampling steps (docs/method.md, sections 3, 6)."""
 
 import math
 
@@ -14,7 +14,7 @@ from dheads_jax.diffusion import gaussian
 from dheads_jax.imaging import rgb_to_luma
 from dheads_jax.models import factory
 from dheads_jax.mouth import mouth_box
-from dheads_jax.train.objective import augment_motion, diffusion_loss, drop_motion
+from dheads_jax.train.objective import LOSS_KEYS, augment_motion, diffusion_loss, drop_motion, loss_keys
 from tests import helpers
 
 S = dd.build_schedule("cosine", 1000)
@@ -226,6 +226,28 @@ def test_motion_dropout_puts_the_identity_in_every_slot_of_dropped_examples(chan
     np.testing.assert_array_equal(
         drop_motion(jax.random.key(2), motion, identity, 1.0), np.broadcast_to(filled[:, None], motion.shape)
     )
+
+
+@pytest.mark.parametrize("seed", [0, 4, 12345])
+def test_every_random_draw_of_the_loss_has_its_own_key(seed):
+    rng = jax.random.key(seed)
+    keys = loss_keys(rng)
+    assert tuple(keys) == LOSS_KEYS
+    data = {name: np.asarray(jax.random.key_data(k)) for name, k in keys.items()}
+    for i, a in enumerate(LOSS_KEYS):
+        for b in LOSS_KEYS[i + 1 :]:
+            assert not np.array_equal(data[a], data[b]), (a, b)
+    # Nor fold_in(rng, 1) or fold_in(rng, 2): with partitionable threefry they are the noise
+    # and dropout keys.
+    for reused in (jax.random.fold_in(rng, 1), jax.random.fold_in(rng, 2)):
+        assert not any(
+            np.array_equal(np.asarray(jax.random.key_data(reused)), data[n])
+            for n in ("motion_noise", "motion_dropout")
+        )
+    # The timesteps, noise and dropout keys are those of split(rng, 3), as before the
+    # augmentations had keys of their own: runs without them draw what they drew then.
+    old = np.asarray(jax.random.key_data(jax.random.split(rng, 3)))
+    np.testing.assert_array_equal(np.stack([data[n] for n in LOSS_KEYS[:3]]), old)
 
 
 def test_the_loss_options_change_only_what_they_say():

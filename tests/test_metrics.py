@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from dheads_jax.data import faces, media
+from dheads_jax import imaging, media
+from dheads_jax.data import faces
 from dheads_jax.metrics import blinks, fid, frechet, fvd, image, landmarks, lipsync, perceptual, smoothness
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -31,11 +32,8 @@ def grid_clip(name: str, size: int = 64):
     cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, 0.75 * max(x1 - x0, y1 - y0)
     top, left = int(cy - half), int(cx - half)
     side = int(2 * half)
-    crops = [
-        cv2.resize(f[top : top + side, left : left + side], (size, size), interpolation=cv2.INTER_AREA)
-        for f in frames
-    ]
-    return np.stack(crops), waveform
+    crops = np.stack([f[top : top + side, left : left + side] for f in frames])
+    return imaging.resize(crops, size, "area"), waveform
 
 
 def shifted(frames: np.ndarray, s: int) -> np.ndarray:

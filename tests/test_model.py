@@ -1,4 +1,4 @@
-"""The U-Net: exact sizes, embeddings, zero init, conditioning paths, bf16 (SPEC section 2)."""
+"""The U-Net: exact sizes, embeddings, zero init, conditioning paths, bf16 (docs/method.md, section 2)."""
 
 import math
 

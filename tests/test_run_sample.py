@@ -14,8 +14,7 @@ import pytest
 import soundfile
 from PIL import Image
 
-from dheads_jax import export, generate, video_io
-from dheads_jax.data import media
+from dheads_jax import export, generate, media
 from dheads_jax.models import factory
 from tests import helpers
 
@@ -71,10 +70,11 @@ def probe(path):
     return frames, len(decoded) / 2 / 16000, out
 
 
+@pytest.mark.slow
 def test_one_video_is_an_mp4_with_the_right_frames_and_audio(tiny_export, inputs, tmp_path):
     out = tmp_path / "talking.mp4"
     proc = run(
-        f"--checkpoint={tiny_export}",
+        f"--export={tiny_export}",
         f"--id_image={inputs / 'face.png'}",
         f"--audio={inputs / 'speech.wav'}",
         f"--output={out}",
@@ -90,6 +90,7 @@ def test_one_video_is_an_mp4_with_the_right_frames_and_audio(tiny_export, inputs
     assert not [f for f in os.listdir(tmp_path) if ".tmp-" in f]
 
 
+@pytest.mark.slow
 def test_a_manifest_skips_existing_outputs_and_reports_failures(tiny_export, inputs, tmp_path):
     (tmp_path / "done.mp4").write_bytes(b"already here")
     rows = [
@@ -99,7 +100,7 @@ def test_a_manifest_skips_existing_outputs_and_reports_failures(tiny_export, inp
     ]
     manifest = inputs / "jobs.csv"
     manifest.write_text("id_image,audio,output\n" + "".join(f"{a},{b},{c}\n" for a, b, c in rows))
-    proc = run(f"--checkpoint={tiny_export}", f"--manifest={manifest}", "--steps=2")
+    proc = run(f"--checkpoint={tiny_export}", f"--manifest={manifest}", "--steps=2")  # the old flag name
     assert proc.returncode == 1  # one row failed
     report = json.loads((inputs / "sample_report.json").read_text())
     status = {os.path.basename(r["output"]): r["status"] for r in report}
@@ -110,10 +111,11 @@ def test_a_manifest_skips_existing_outputs_and_reports_failures(tiny_export, inp
     assert frames == 12 and seconds == pytest.approx(0.48, abs=0.03)
 
 
+@pytest.mark.slow
 def test_a_bad_input_is_one_line_with_no_output(tiny_export, inputs, tmp_path):
     out = tmp_path / "x.mp4"
     proc = run(
-        f"--checkpoint={tiny_export}",
+        f"--export={tiny_export}",
         f"--id_image={inputs / 'blank.jpg'}",
         f"--audio={inputs / 'speech.wav'}",
         f"--output={out}",
@@ -128,21 +130,22 @@ def test_a_bad_input_is_one_line_with_no_output(tiny_export, inputs, tmp_path):
 
 def test_every_bad_input_raises_a_named_error(tiny_export, inputs, tmp_path):
     meta = export.read_meta(tiny_export)
+    encoder = export.encoder_spec(meta)
     cases = [
         (lambda: generate.load_identity(str(inputs / "blank.jpg"), 32), "no face found"),
         (lambda: generate.load_identity(str(inputs / "corrupt.png"), 32), "unreadable image or video"),
         (lambda: generate.load_identity(str(inputs / "missing.png"), 32), "no such file"),
-        (lambda: generate.load_audio(str(inputs / "corrupt.wav"), meta), "unreadable audio"),
-        (lambda: generate.load_audio(str(inputs / "short.wav"), meta), "shorter than one video frame"),
+        (lambda: generate.load_audio(str(inputs / "corrupt.wav"), encoder), "unreadable audio"),
+        (lambda: generate.load_audio(str(inputs / "short.wav"), encoder), "shorter than one video frame"),
     ]
     for fn, message in cases:
         with pytest.raises(generate.InputError, match=message):
             fn()
-    waveform, emb = generate.load_audio(str(inputs / "silence.flac"), meta)
+    waveform, emb = generate.load_audio(str(inputs / "silence.flac"), encoder)
     assert emb.shape == (12, 8) and np.all(np.isfinite(emb)) and len(waveform) == 12 * 640
 
-    with pytest.raises(video_io.MediaError, match="does not exist"):
-        video_io.check_writable(str(tmp_path / "no" / "such" / "dir" / "out.mp4"))
+    with pytest.raises(media.MediaError, match="does not exist"):
+        media.check_writable(str(tmp_path / "no" / "such" / "dir" / "out.mp4"))
     with pytest.raises(export.ExportError, match="not an export"):
         export.read_meta(str(tmp_path))
     broken = tmp_path / "broken"
@@ -163,7 +166,7 @@ def test_export_round_trip_keeps_weights_and_records_provenance(tiny_export):
     config, params, meta = export.load_export(tiny_export)
     assert meta["weights"] == "raw" and meta["provenance"]["step"] == 0
     assert meta["input_channels"] == 12 and meta["audio_encoder"] == dict(
-        name="mel", dim=8, num_mels=8, subframes=1
+        name="mel", dim=8, params=dict(num_mels=8, subframes=1, fmin=0.0, fmax=8000.0)
     )
     ref = helpers.perturbed(
         helpers.init_params(factory.build_unet(helpers.tiny_config()), helpers.tiny_config())

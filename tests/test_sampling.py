@@ -1,4 +1,4 @@
-"""Tests of the sampler: scan against a Python loop, SPEC section 6's frame rules, determinism."""
+"""Tests of the sampler: scan against a Python loop, the frame-conditioning rules, determinism."""
 
 import jax
 import jax.numpy as jnp
@@ -8,28 +8,19 @@ from jax.sharding import AxisType
 
 from configs import test as test_config
 from dheads_jax import sampling
-from dheads_jax.diffusion import build_schedule, schedule_from_config
-from dheads_jax.models.factory import build_unet, dummy_inputs, param_shapes
+from dheads_jax.diffusion import build_schedule
+from dheads_jax.models.factory import build_unet, dummy_inputs
+from dheads_jax.sampling import SamplingOptions, VideoBatch
+from tests.helpers import random_params
+from tests.reference_sampler import sample_frame_reference
 
 NUM_STEPS = 6
 
 
-def random_params(config, seed=0, gain=0.5):
-    """Random parameters of the model, none zero (the real init zeroes the output convs).
-
-    Drawn with numpy on the parameter shapes, so no initialisation has to compile.
-    """
-    rng = np.random.default_rng(seed)
-
-    def init(path, leaf):
-        name = path[-1].key
-        if name == "kernel":
-            fan_in = int(np.prod(leaf.shape[:-1]))
-            return (gain * rng.standard_normal(leaf.shape) / np.sqrt(fan_in)).astype(np.float32)
-        base = 1.0 if name == "scale" else 0.0
-        return (base + 0.1 * rng.standard_normal(leaf.shape)).astype(np.float32)
-
-    return jax.tree_util.tree_map_with_path(init, param_shapes(config))
+def make_options(config=None, **changes) -> SamplingOptions:
+    """The test config's options with NUM_STEPS steps and ``changes``."""
+    options = SamplingOptions.from_config(config or test_config.get_config(), steps=NUM_STEPS)
+    return options.replace(**changes)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +28,7 @@ def setup():
     config = test_config.get_config()
     model = build_unet(config)
     params = random_params(config)
-    schedule = schedule_from_config(config.diffusion, NUM_STEPS)
+    schedule = make_options(config).make_schedule()
     return config, model, params, schedule
 
 
@@ -54,7 +45,7 @@ def test_random_network_output_is_not_trivial(setup):
     d = dummy_inputs(config, 2)
     identity, audio = random_inputs(config, 2, 5)
     motion = np.repeat(identity[:, None], 2, axis=1)
-    out = sampling.make_apply_fn(model)(params, identity, jnp.array([3, 700]), identity, motion, audio)
+    out = sampling.UNetApply(model)(params, identity, jnp.array([3, 700]), identity, motion, audio)
     assert out.shape == d["x_t"].shape[:3] + (6,)
     assert float(jnp.std(out[..., :3])) > 0.05
     assert float(jnp.std(out[0] - out[1])) > 0.05
@@ -63,18 +54,19 @@ def test_random_network_output_is_not_trivial(setup):
 @pytest.mark.parametrize("sampler,eta", [("ddpm", 0.0), ("ddim", 0.0), ("ddim", 0.7)])
 def test_scan_equals_python_loop_step_by_step(setup, sampler, eta):
     config, model, params, schedule = setup
-    apply_fn = sampling.make_apply_fn(model)
+    apply_fn = sampling.UNetApply(model)
     identity, audio = random_inputs(config, 2, 5)
     motion = np.repeat(identity[:, None], 2, axis=1) * 0.5
     keys = sampling.frame_keys(jax.random.key(42), jnp.array([3, 7]), 11)
 
+    options = make_options(sampler=sampler, eta=eta)
     run = jax.jit(
         lambda p, k, i, m, a: sampling.sample_frame(
-            apply_fn, p, schedule, k, i, m, a, sampler=sampler, eta=eta, return_trajectory=True
+            apply_fn, p, schedule, k, (i, m, a), options, return_trajectory=True
         )
     )
     x0, trajectory = run(params, keys, identity, motion, audio)
-    ref_x0, ref_trajectory = sampling.sample_frame_reference(
+    ref_x0, ref_trajectory = sample_frame_reference(
         jax.jit(apply_fn), params, schedule, keys, identity, motion, audio, sampler=sampler, eta=eta
     )
     assert trajectory.shape == (NUM_STEPS, 2, 32, 32, 3)
@@ -85,7 +77,7 @@ def test_scan_equals_python_loop_step_by_step(setup, sampler, eta):
     np.testing.assert_allclose(x0, ref_x0, atol=1e-3, rtol=0)
     assert float(jnp.abs(x0 - ref_x0).mean()) < 1e-5
     # Step by step: each reference step starts from the scan's previous state.
-    _, forced = sampling.sample_frame_reference(
+    _, forced = sample_frame_reference(
         jax.jit(apply_fn),
         params,
         schedule,
@@ -109,13 +101,13 @@ def test_scan_equals_python_loop_step_by_step(setup, sampler, eta):
 
 def test_samplers_and_keys_change_the_result(setup):
     config, model, params, schedule = setup
-    apply_fn = sampling.make_apply_fn(model)
+    apply_fn = sampling.UNetApply(model)
     identity, audio = random_inputs(config, 1, 5)
     motion = np.repeat(identity[:, None], 2, axis=1)
 
     def run(sampler, eta, frame):
         keys = sampling.frame_keys(jax.random.key(0), jnp.array([0]), frame)
-        return sampling.sample_frame_reference(
+        return sample_frame_reference(
             jax.jit(apply_fn), params, schedule, keys, identity, motion, audio, sampler=sampler, eta=eta
         )[0]
 
@@ -136,7 +128,7 @@ def test_network_receives_original_timesteps(setup):
 
     identity, audio = random_inputs(config, 2, 5)
     keys = sampling.frame_keys(jax.random.key(0), jnp.arange(2), 0)
-    sampling.sample_frame_reference(
+    sample_frame_reference(
         recording_apply_fn, params, schedule, keys, identity, np.repeat(identity[:, None], 2, 1), audio
     )
     # space_timesteps(1000, 6): stride 999/5 = 199.8 accumulated and rounded.
@@ -236,14 +228,14 @@ def test_motion_buffer_grayscale_and_three_frames():
 
 
 def manual_video(setup, identity, audio, key, lengths, video_ids, every, previous, shared_noise=False):
-    """sample_video rebuilt from the reference chain and the pure frame rules.
+    """sample_videos rebuilt from the reference chain and the pure frame rules.
 
-    The motion buffer is fed with ``previous`` (sample_video's own frames) rather than
+    The motion buffer is fed with ``previous`` (sample_videos' own frames) rather than
     this loop's output: the chain feeds back through the motion frames, so float32
     rounding differences between two code paths would otherwise grow frame by frame.
     """
     config, model, params, schedule = setup
-    apply_fn = jax.jit(sampling.make_apply_fn(model))
+    apply_fn = jax.jit(sampling.UNetApply(model))
     motion = sampling.init_motion_buffer(identity, 2, grayscale=False)
     frames = []
     for k in range(int(max(lengths))):
@@ -256,26 +248,22 @@ def manual_video(setup, identity, audio, key, lengths, video_ids, every, previou
         )
         f = 0 if shared_noise else k
         keys = jnp.stack([jax.random.fold_in(jax.random.fold_in(key, v), f) for v in video_ids])
-        x0, _ = sampling.sample_frame_reference(apply_fn, params, schedule, keys, identity, motion, window)
+        x0, _ = sample_frame_reference(apply_fn, params, schedule, keys, identity, motion, window)
         frames.append(np.asarray(x0))
         motion = sampling.push_motion_frame(motion, previous[:, k], grayscale=False)
     return np.stack(frames, axis=1)
 
 
-def test_sample_video_equals_manual_loop(setup):
+def test_sample_videos_equals_manual_loop(setup):
     config, model, params, schedule = setup
     identity, audio = random_inputs(config, 2, 5, seed=3)
     lengths, video_ids, key = [5, 3], [4, 9], jax.random.key(7)
-    got = sampling.sample_video(
-        sampling.make_apply_fn(model),
+    got = sampling.sample_videos(
+        sampling.UNetApply(model),
         params,
-        schedule,
-        identity,
-        audio,
+        make_options(stabilize_every=2),
+        VideoBatch.create(identity, audio, lengths, video_ids),
         key,
-        lengths=lengths,
-        video_ids=video_ids,
-        stabilize_every=2,
     )
     expected = manual_video(setup, identity, audio, key, lengths, video_ids, every=2, previous=got)
     assert got.shape == (2, 5, 32, 32, 3)
@@ -289,16 +277,9 @@ def test_shared_noise_draws_every_frame_from_frame_zeros_key(setup):
     config, model, params, schedule = setup
     identity, audio = random_inputs(config, 2, 4, seed=4)
     lengths, video_ids, key = [4, 2], [1, 6], jax.random.key(3)
-    run = lambda **kw: sampling.sample_video(  # noqa: E731
-        sampling.make_apply_fn(model),
-        params,
-        schedule,
-        identity,
-        audio,
-        key,
-        lengths=lengths,
-        video_ids=video_ids,
-        **kw,
+    videos = VideoBatch.create(identity, audio, lengths, video_ids)
+    run = lambda **kw: sampling.sample_videos(  # noqa: E731
+        sampling.UNetApply(model), params, make_options(**kw), videos, key
     )
     shared = run(shared_noise=True)
     expected = manual_video(
@@ -313,63 +294,69 @@ def test_shared_noise_draws_every_frame_from_frame_zeros_key(setup):
 
 def test_sampling_options_read_the_ours_options():
     config = test_config.get_config()
-    assert sampling.sampling_options(config)["shared_noise"] is False
-    assert sampling.sampling_options(config)["audio_guidance"] == 1.0
+    assert SamplingOptions.from_config(config).shared_noise is False
+    assert SamplingOptions.from_config(config).audio_guidance == 1.0
+    assert SamplingOptions.from_config(config).null_audio is None
     config.sampling.shared_noise = True
     config.sampling.audio_guidance = 4.0
-    opts = sampling.sampling_options(config)
-    assert opts["shared_noise"] is True and opts["audio_guidance"] == 4.0
+    opts = SamplingOptions.from_config(config)
+    assert opts.shared_noise is True and opts.audio_guidance == 4.0
+    # Guidance brings the silence embedding of the config's encoder along.
+    assert len(opts.null_audio) == config.data.audio_dim
+    # Overrides win over the config; None keeps the config's value.
+    opts = SamplingOptions.from_config(config, steps=3, sampler="ddim", audio_guidance=None, stabilize=True)
+    assert (opts.steps, opts.sampler, opts.audio_guidance, opts.stabilize_every) == (3, "ddim", 4.0, 15)
+    assert hash(opts) == hash(SamplingOptions.from_config(config, steps=3, sampler="ddim", stabilize=True))
+    with pytest.raises(ValueError, match="unknown sampling options"):
+        SamplingOptions.from_config(config, stepz=3)
+    with pytest.raises(ValueError, match="unknown sampler"):
+        SamplingOptions.from_config(config, sampler="euler")
 
 
 def test_same_seed_same_video_across_batch_and_devices(setup):
     config, model, params, schedule = setup
-    apply_fn = sampling.make_apply_fn(model)
+    apply_fn = sampling.UNetApply(model)
     identity, audio = random_inputs(config, 4, 3, seed=5)
     key = jax.random.key(123)
-    opts = dict(lengths=[3, 2, 3, 1], stabilize_every=2)
+    options = make_options(stabilize_every=2)
+    lengths = [3, 2, 3, 1]
+    videos = VideoBatch.create(identity, audio, lengths)
 
-    batch4 = sampling.sample_video(apply_fn, params, schedule, identity, audio, key, **opts)
+    batch4 = sampling.sample_videos(apply_fn, params, options, videos, key)
     mesh8 = jax.make_mesh((8,), ("data",), axis_types=(AxisType.Auto,))
     assert len(jax.devices()) == 8
-    streamed = {}
-
-    def callback(k, frames, active):
-        streamed[k] = (frames, active)
-
-    none = sampling.sample_video(
-        apply_fn, params, schedule, identity, audio, key, mesh=mesh8, callback=callback, **opts
+    # The frame generator on 8 devices, the caller placing the inputs.
+    placed, motion, placed_params, placed_schedule = sampling.place(
+        videos.padded(8), options, params, options.make_schedule(), mesh8
     )
-    assert none is None
+    assert placed.identity.sharding.spec[0] is not None
+    step = lambda *args: sampling.jitted_frame_step(apply_fn, options, *args)  # noqa: E731
+    with jax.set_mesh(mesh8):
+        streamed = dict(sampling.video_frames(step, placed_params, placed_schedule, key, placed, motion))
     assert sorted(streamed) == [0, 1, 2]
-    assert [streamed[k][1].tolist() for k in range(3)] == [
-        [True, True, True, True],
-        [True, True, True, False],
-        [True, False, True, False],
-    ]
-    batch4_8dev = np.stack([streamed[k][0] for k in range(3)], axis=1)
+    batch4_8dev = np.stack([np.asarray(streamed[k])[:4] for k in range(3)], axis=1)
     np.testing.assert_allclose(batch4_8dev, batch4, atol=2e-5, rtol=0)
+    np.testing.assert_allclose(
+        sampling.sample_videos(apply_fn, params, options, videos, key, mesh=mesh8), batch4, atol=2e-5, rtol=0
+    )
 
     for v in range(4):
-        single = sampling.sample_video(
+        single = sampling.sample_videos(
             apply_fn,
             params,
-            schedule,
-            identity[v : v + 1],
-            audio[v : v + 1],
+            options,
+            VideoBatch.create(identity[v : v + 1], audio[v : v + 1], lengths[v : v + 1], [v]),
             key,
-            lengths=opts["lengths"][v : v + 1],
-            video_ids=[v],
-            stabilize_every=2,
         )
-        n = opts["lengths"][v]
+        n = lengths[v]
         np.testing.assert_allclose(single[0], batch4[v, :n], atol=2e-5, rtol=0)
     # Different videos get different noise.
     assert float(np.abs(batch4[0, 0] - batch4[2, 0]).max()) > 0.1
 
 
-def test_no_recompilation_across_frames(setup):
+def test_no_recompilation_across_frames_or_calls(setup):
     config, model, params, schedule = setup
-    base = sampling.make_apply_fn(model)
+    base = sampling.UNetApply(model)
     traces = []
 
     def counting_apply_fn(*args):
@@ -377,41 +364,31 @@ def test_no_recompilation_across_frames(setup):
         return base(*args)
 
     identity, audio = random_inputs(config, 2, 6, seed=1)
-    progress = []
-    video = sampling.sample_video(
-        counting_apply_fn,
-        params,
-        schedule,
-        identity,
-        audio,
-        jax.random.key(0),
-        stabilize_every=2,
-        progress=lambda done, total, fps, eta_s: progress.append((done, total, fps, eta_s)),
-    )
+    videos = VideoBatch.create(identity, audio)
+    options = make_options(stabilize_every=2)
+    video = sampling.sample_videos(counting_apply_fn, params, options, videos, jax.random.key(0))
     assert video.shape == (2, 6, 32, 32, 3)
     assert len(traces) == 1
-    assert [p[:2] for p in progress] == [(k, 6) for k in range(1, 7)]
-    assert all(p[2] > 0 for p in progress) and progress[-1][3] == 0
-    # A second call with the same shapes reuses the compiled frame function.
-    sampling.sample_video(
-        counting_apply_fn, params, schedule, identity, audio, jax.random.key(1), stabilize_every=2
+    # A second call with the same shapes and an equal options value reuses the compiled step.
+    sampling.sample_videos(
+        counting_apply_fn, params, make_options(stabilize_every=2), videos, jax.random.key(1)
     )
     assert len(traces) == 1
+    # Other options are another cache entry.
+    sampling.sample_videos(
+        counting_apply_fn, params, make_options(stabilize_every=3), videos, jax.random.key(1)
+    )
+    assert len(traces) == 2
 
 
-def test_sample_video_rejects_bad_lengths(setup):
-    config, model, params, schedule = setup
-    identity, audio = random_inputs(config, 2, 4)
+def test_video_batch_rejects_bad_lengths():
+    identity, audio = random_inputs(test_config.get_config(), 2, 4)
     with pytest.raises(ValueError, match="lengths"):
-        sampling.sample_video(
-            sampling.make_apply_fn(model),
-            params,
-            schedule,
-            identity,
-            audio,
-            jax.random.key(0),
-            lengths=[5, 2],
-        )
+        VideoBatch.create(identity, audio, lengths=[5, 2])
+    with pytest.raises(ValueError, match="video_ids"):
+        VideoBatch.create(identity, audio, video_ids=[0, 1, 2])
+    with pytest.raises(ValueError, match="identity"):
+        VideoBatch.create(identity[:1], audio)
 
 
 @pytest.mark.parametrize("parametrization", ["eps", "v"])
@@ -433,16 +410,9 @@ def test_a_perfect_denoiser_recovers_the_clean_frame(sampler, steps, parametriza
         return jnp.concatenate([pred, jnp.zeros_like(eps)], -1)
 
     keys = sampling.frame_keys(jax.random.key(0), jnp.arange(2), 0)
+    options = make_options(sampler=sampler, parametrization=parametrization, steps=steps)
     out = sampling.sample_frame(
-        oracle,
-        None,
-        build_schedule("cosine", 1000, steps),
-        keys,
-        x0,
-        x0[:, None],
-        jnp.zeros((2, 5, 4)),
-        sampler=sampler,
-        parametrization=parametrization,
+        oracle, None, options.make_schedule(), keys, (x0, x0[:, None], jnp.zeros((2, 5, 4))), options
     )
     np.testing.assert_allclose(out, x0, atol=1e-4)
 
@@ -473,32 +443,26 @@ def test_audio_guidance_combines_the_two_passes_as_classifier_free_guidance():
 
 def test_audio_guidance_changes_a_video_only_through_the_audio(setup):
     config, model, params, schedule = setup
-    apply_fn = sampling.make_apply_fn(model)
+    apply_fn = sampling.UNetApply(model)
     identity, audio = random_inputs(config, 1, 3, seed=11)
-    run = lambda **kw: sampling.sample_video(  # noqa: E731
-        apply_fn, params, schedule, identity, audio, jax.random.key(2), sampler="ddim", **kw
+    run = lambda a, **kw: sampling.sample_videos(  # noqa: E731
+        apply_fn,
+        params,
+        make_options(sampler="ddim", **kw),
+        VideoBatch.create(identity, a),
+        jax.random.key(2),
     )
-    plain = run()
+    plain = run(audio)
     # Guidance towards the same audio as the null one is no guidance at all.
     same = np.full((1, 3, audio.shape[-1]), 0.3, np.float32)
     np.testing.assert_allclose(
-        sampling.sample_video(apply_fn, params, schedule, identity, same, jax.random.key(2), sampler="ddim"),
-        sampling.sample_video(
-            apply_fn,
-            params,
-            schedule,
-            identity,
-            same,
-            jax.random.key(2),
-            sampler="ddim",
-            audio_guidance=3.0,
-            null_audio=same[0, 0],
-        ),
+        run(same),
+        run(same, audio_guidance=3.0, null_audio=tuple(float(v) for v in same[0, 0])),
         atol=1e-5,
     )
-    guided = run(audio_guidance=3.0, null_audio=np.zeros(audio.shape[-1], np.float32))
+    guided = run(audio, audio_guidance=3.0, null_audio=(0.0,) * audio.shape[-1])
     assert float(np.abs(guided - plain).max()) > 0.05
     with pytest.raises(ValueError, match="needs null_audio"):
-        run(audio_guidance=2.0)
+        run(audio, audio_guidance=2.0)
     with pytest.raises(ValueError, match="null_audio"):
-        run(audio_guidance=2.0, null_audio=np.zeros(3, np.float32))
+        run(audio, audio_guidance=2.0, null_audio=(0.0, 0.0, 0.0))

@@ -1,4 +1,4 @@
-"""Schedules and respacing against independent float64 computations (SPEC sections 3, 6)."""
+"""Schedules and respacing against independent float64 computations (docs/method.md, sections 3, 6)."""
 
 import math
 

@@ -15,8 +15,13 @@ import pytest
 
 from dheads_jax import export, parallel
 from dheads_jax.checkpointing import Checkpointer
-from dheads_jax.train import loop, visualize
+from dheads_jax.models import factory
+from dheads_jax.train import loop, monitor, optimizer
+from dheads_jax.train import state as state_lib
 from tests import helpers
+
+# Real training runs in subprocesses (resume after SIGTERM, two processes): end to end.
+pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 30
@@ -48,10 +53,15 @@ def train_cmd(workdir, *extra):
 
 
 def final_params(workdir, devices):
+    """(state, config dict, data position) of the latest checkpoint, restored on ``devices`` devices."""
     config = helpers.tiny_config()
     mesh = parallel.make_mesh(devices=jax.devices()[:devices])
+    tx = optimizer.make_optimizer(config.optim, config.train.num_steps)
+    init_fn = loop.state_initializer(config, factory.build_unet(config), tx)
+    abstract = jax.eval_shape(init_fn, jax.random.key(config.seed))
+    abstract = loop.with_shardings(abstract, parallel.tree_shardings(mesh, abstract))
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
-    state, config_dict, position = ckpt.restore(loop.abstract_train_state(config, mesh))
+    state, config_dict, position = state_lib.restore_checkpoint(ckpt, abstract)
     return jax.device_get(state), config_dict, position
 
 
@@ -72,7 +82,7 @@ def reference_run(tmp_path_factory):
 
 
 def test_loss_goes_down_on_the_grid_clips(reference_run):
-    cols = visualize.read_metrics(os.path.join(reference_run, "metrics.csv"))
+    cols = monitor.read_metrics(os.path.join(reference_run, "metrics.csv"))
     assert list(cols["step"]) == list(range(1, STEPS + 1))
     first, last = cols["simple"][:5].mean(), cols["simple"][-5:].mean()
     assert first > 0.8 and last < 0.6 * first, (first, last)
@@ -86,7 +96,7 @@ def test_sigterm_and_restart_resume_exactly(reference_run, tmp_path):
     csv_path = os.path.join(workdir, "metrics.csv")
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
-        if os.path.exists(csv_path) and len(visualize.read_metrics(csv_path).get("step", [])) >= 3:
+        if os.path.exists(csv_path) and len(monitor.read_metrics(csv_path).get("step", [])) >= 3:
             proc.send_signal(signal.SIGTERM)
             break
         time.sleep(0.05)

@@ -1,14 +1,14 @@
 """A PyTorch Diffused Heads U-Net with the official tensor names, for parity tests and benchmarks.
 
-Written from SPEC section 2 (this project's reading of the authors' model), NCHW, with
+Written from docs/method.md, section 2 (this project's reading of the authors' model), NCHW, with
 the call of the authors' model: ``model(x, timesteps, x_cond, motion_frames, audio_emb)``
 where ``motion_frames`` [B, m_x * mc, H, W] holds the motion frames oldest first on
 channels and ``audio_emb`` [B, 2 m_y + 1, D] the audio window. Its ``state_dict`` has
 exactly the names and shapes of the released model at the default sizes. Also here: the
-official respaced ancestral sampler for one frame (SPEC sections 3 and 6), for the
+official respaced ancestral sampler for one frame (docs/method.md, sections 3 and 6), for the
 sampling-chain parity test and the speed comparison.
 
-Needs PyTorch; nothing in the library imports this module.
+Needs PyTorch; used by tests/test_convert.py and benchmarks/convert_speed.py, never by the library.
 """
 
 from __future__ import annotations
@@ -237,7 +237,7 @@ def randomize_(model: nn.Module, seed: int = 0, gain: float = 1.0) -> nn.Module:
 def respaced_coefficients(num_steps: int, num_timesteps: int = 1000) -> dict[str, np.ndarray]:
     """The official sampler's per-step arrays for a cosine schedule respaced to ``num_steps``.
 
-    Written independently of ``dheads_jax.diffusion`` from SPEC sections 3 and 6, in float64.
+    Written independently of ``dheads_jax.diffusion`` from docs/method.md, sections 3 and 6, in float64.
     """
 
     def abar_fn(t):

@@ -6,7 +6,7 @@ Reads the file with PyTorch (the optional extra ``pip install -e .[torch]``), ch
 tensor name and shape against the released model's table (``official_unet_state_dict.txt``;
 for ``--config=lrw`` the grayscale variant with 8 input channels), maps each tensor to the
 Flax layout (see ``mapping``) and writes a standard export (``dheads_jax.export``) that
-``run_sample.py --checkpoint=EXPORT_DIR`` loads. Accepted files:
+``run_sample.py --export=EXPORT_DIR`` loads. Accepted files:
 
 - a TorchScript module (``torch.jit.save``), e.g. the released ``crema_script.pt``;
 - a Lightning ``.ckpt`` of the authors' training branch: ``state_dict`` keys prefixed
@@ -75,17 +75,14 @@ def resolve_config(config) -> ml_collections.ConfigDict:
         raise ConvertError(f"unknown config {config!r}; use one of {', '.join(KNOWN_CONFIGS)} or a .py path")
     try:
         module = importlib.import_module(f"configs.{config}")
-    except ModuleNotFoundError:
-        # Outside the repository root: the configs/ folder beside the package.
-        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        path = os.path.join(root, "configs", f"{config}.py")
-        if not os.path.isfile(path):
-            raise ConvertError(
-                f"unknown config {config!r}; use one of {', '.join(KNOWN_CONFIGS)} or a .py path"
-            ) from None
-        if root not in sys.path:
-            sys.path.insert(0, root)
-        module = importlib.import_module(f"configs.{config}")
+    except ModuleNotFoundError as e:
+        # Only the config itself missing is the caller's error; a module that a config
+        # imports and cannot find is a broken install, reported as it is.
+        if e.name != f"configs.{config}":
+            raise
+        raise ConvertError(
+            f"unknown config {config!r}; use one of {', '.join(KNOWN_CONFIGS)} or a .py path"
+        ) from None
     return module.get_config()
 
 

@@ -27,9 +27,10 @@ import warnings
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from dheads_jax.media import SAMPLES_PER_FRAME
+
 WINDOW = 3200
-HOP = 640
+HOP = SAMPLES_PER_FRAME  # one 25 fps frame: 640 samples
 PAD = 1280
 STATE_SHAPE = (2, 1, 256)
 DIM = 256
@@ -127,12 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--encoder", required=True, help="The authors' audio_encoder.pt.")
     parser.add_argument("--output", required=True, help="The .npy file to write ([T, 256] float32).")
     args = parser.parse_args(argv)
-    from dheads_jax.data import media
+    from dheads_jax import media
 
     try:
         waveform, _ = media.read_audio(args.audio)
         emb = sda_embeddings(waveform, args.encoder)
-    except (SDAError, media.ClipError, OSError) as e:
+    except (SDAError, media.MediaError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     np.save(args.output, emb)

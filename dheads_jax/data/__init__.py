@@ -7,10 +7,12 @@ Light modules are imported here; the TensorFlow-dependent ones are imported expl
 
 from dheads_jax.data.align import NoFaceError, align_face, align_image
 from dheads_jax.data.audio import MelParams, encode_waveform
-from dheads_jax.data.media import ClipError, read_audio, read_video
+from dheads_jax.data.sources import ClipError
+from dheads_jax.media import MediaError, read_audio, read_video
 
 __all__ = [
     "ClipError",
+    "MediaError",
     "MelParams",
     "NoFaceError",
     "align_face",

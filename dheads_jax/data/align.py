@@ -2,7 +2,7 @@
 
 The same rule serves a whole clip at preparation time (``align_frames``) and one identity
 image at sampling time (``align_image``), so a custom identity is cropped exactly like the
-training data (the original project had no built-in alignment; SPEC section 8).
+training data (the original project had no built-in alignment; docs/method.md, section 8).
 
 Rule: the transform maps the rigid landmarks (nose 27-35 and eyes 36-47, which do not move
 when the person speaks) onto the same points of ``TEMPLATE`` by least squares (Umeyama).

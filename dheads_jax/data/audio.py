@@ -1,4 +1,4 @@
-"""Per-frame audio embeddings [T, D], one per 25 fps video frame (SPEC section 5).
+"""Per-frame audio embeddings [T, D], one per 25 fps video frame (docs/method.md, section 5).
 
 Two encoders, chosen by name:
 
@@ -26,7 +26,8 @@ import os
 import librosa
 import numpy as np
 
-from dheads_jax.data.media import SAMPLE_RATE, SAMPLES_PER_FRAME, ClipError
+from dheads_jax.data.sources import ClipError
+from dheads_jax.media import SAMPLE_RATE, SAMPLES_PER_FRAME
 
 LOG_FLOOR = 1e-6
 LOG_SHIFT, LOG_SCALE = 7.0, 4.0
@@ -97,30 +98,6 @@ def encode_waveform(waveform: np.ndarray, params: MelParams = MelParams()) -> np
     return feats.T.reshape(num_frames, params.dim).astype(np.float32)
 
 
-def silence_embedding(spec: dict) -> np.ndarray:
-    """The embedding of one frame of digital silence under an export's encoder spec.
-
-    Audio guidance (``dheads_jax.sampling.guided_output``) uses it as "no audio". Only the
-    ``mel`` encoder can be run here; its silence is the log floor in every band.
-
-    Args:
-      spec: ``export.audio_encoder_spec`` of the model (name, dim and the mel parameters).
-
-    Returns:
-      float32 [D].
-
-    Raises:
-      ValueError: for another encoder.
-    """
-    if spec["name"] != "mel":
-        raise ValueError(
-            f"audio guidance needs the embedding of silence, which only the mel encoder computes here; "
-            f"this model uses the {spec['name']!r} encoder"
-        )
-    params = MelParams(num_mels=spec["num_mels"], subframes=spec["subframes"])
-    return encode_waveform(np.zeros(SAMPLES_PER_FRAME, np.float32), params)[0]
-
-
 def external_path(embeddings_dir: str, relative_path: str) -> str:
     """Where the ``external`` encoder looks for a clip's [T, D] ``.npy``."""
     return os.path.join(embeddings_dir, os.path.splitext(relative_path)[0] + ".npy")
@@ -148,43 +125,102 @@ def load_external(path: str, num_frames: int, max_mismatch_frames: int) -> np.nd
     return emb[index].astype(np.float32)
 
 
-def encoder_spec(name: str, mel: MelParams = MelParams(), dim: int | None = None, label: str = "") -> dict:
-    """The JSON description of an encoder stored in the dataset metadata.
+@dataclasses.dataclass(frozen=True)
+class AudioEncoderSpec:
+    """Which per-frame audio embedding a dataset holds and a model expects.
 
-    Args:
-      name: "mel" or "external".
-      mel: parameters of the mel encoder.
-      dim: D of an external encoder (None until the first file is read).
-      label: for "external", the name a training config uses for it (e.g. "sda").
+    One value for datasets (their metadata), exports, the silence embedding of audio
+    guidance and the check that a dataset fits a config. Its JSON form is
+    ``{"name", "dim", "params"}`` with the mel parameters (or ``{"source": "external"}``)
+    under ``params``; ``from_json`` also reads the flat form older exports stored
+    (``num_mels`` and ``subframes`` beside name and dim, the band edges at their defaults).
 
-    Returns:
-      dict(name, dim, params).
+    Attributes:
+      name: "mel", or the label of an external encoder (e.g. "sda", "external").
+      dim: D, the embedding size (None for an external encoder before its first file).
+      mel: the mel parameters; None for an external encoder.
     """
-    if name == "mel":
-        return dict(name="mel", dim=mel.dim, params=dataclasses.asdict(mel))
-    if name == "external":
-        return dict(name=label or "external", dim=dim, params=dict(source="external"))
-    raise ValueError(f"unknown audio encoder {name!r}; choose one of {ENCODERS}")
 
+    name: str
+    dim: int | None
+    mel: MelParams | None = None
 
-def check_encoder(spec: dict, data_config) -> None:
-    """Raises ValueError when a dataset's encoder does not match ``config.data``.
+    @classmethod
+    def for_mel(cls, mel: MelParams = MelParams()) -> AudioEncoderSpec:
+        return cls("mel", mel.dim, mel)
 
-    Checks the name against ``audio_encoder``, D against ``audio_dim`` and, for ``mel``, the
-    parameters against ``mel_bins`` / ``mel_subframes`` where the config has them.
-    """
-    problems = []
-    if spec["name"] != data_config.audio_encoder:
-        problems.append(
-            f"encoder {spec['name']!r} vs config.data.audio_encoder={data_config.audio_encoder!r}"
-        )
-    if spec["dim"] != data_config.audio_dim:
-        problems.append(f"D={spec['dim']} vs config.data.audio_dim={data_config.audio_dim}")
-    if spec["name"] == "mel":
-        for key, field in (("num_mels", "mel_bins"), ("subframes", "mel_subframes")):
-            if field in data_config and spec["params"][key] != data_config[field]:
-                problems.append(
-                    f"mel {key}={spec['params'][key]} vs config.data.{field}={data_config[field]}"
+    @classmethod
+    def external(cls, dim: int | None = None, label: str = "") -> AudioEncoderSpec:
+        return cls(label or "external", dim, None)
+
+    @classmethod
+    def from_data_config(cls, data_config) -> AudioEncoderSpec:
+        """The encoder a ``config.data`` block asks for."""
+        if data_config.audio_encoder == "mel":
+            return cls.for_mel(
+                MelParams(
+                    num_mels=data_config.mel_bins,
+                    subframes=data_config.mel_subframes,
+                    fmin=float(data_config.mel_fmin),
+                    fmax=float(data_config.mel_fmax),
                 )
-    if problems:
-        raise ValueError("dataset audio embeddings do not match the config: " + "; ".join(problems))
+            )
+        return cls(data_config.audio_encoder, data_config.audio_dim, None)
+
+    @classmethod
+    def from_json(cls, spec: dict) -> AudioEncoderSpec:
+        """Reads the nested form, and the flat form of older exports."""
+        if spec["name"] != "mel":
+            return cls(spec["name"], spec.get("dim"), None)
+        params = spec.get("params")
+        if params is None:  # the flat form: only the two sizes were stored
+            params = dict(num_mels=spec["num_mels"], subframes=spec["subframes"])
+        return cls.for_mel(MelParams(**params))
+
+    def to_json(self) -> dict:
+        if self.mel is not None:
+            return dict(name=self.name, dim=self.dim, params=dataclasses.asdict(self.mel))
+        return dict(name=self.name, dim=self.dim, params=dict(source="external"))
+
+    def silence_embedding(self) -> np.ndarray:
+        """The embedding of one frame of digital silence, float32 [D].
+
+        Audio guidance uses it as "no audio". Only the ``mel`` encoder runs here; its
+        silence is the log floor in every band.
+
+        Raises:
+          ValueError: for another encoder.
+        """
+        if self.mel is None:
+            raise ValueError(
+                "audio guidance needs the embedding of silence, which only the mel encoder computes here; "
+                f"this model uses the {self.name!r} encoder"
+            )
+        return encode_waveform(np.zeros(SAMPLES_PER_FRAME, np.float32), self.mel)[0]
+
+    def check_matches(self, data_config) -> None:
+        """Raises ValueError when these embeddings do not fit ``config.data``.
+
+        Compares the name with ``audio_encoder``, D with ``audio_dim`` and, for ``mel``,
+        every mel parameter with the config's.
+        """
+        problems = []
+        if self.name != data_config.audio_encoder:
+            problems.append(
+                f"encoder {self.name!r} vs config.data.audio_encoder={data_config.audio_encoder!r}"
+            )
+        if self.dim != data_config.audio_dim:
+            problems.append(f"D={self.dim} vs config.data.audio_dim={data_config.audio_dim}")
+        if self.mel is not None:
+            for key, field in (
+                ("num_mels", "mel_bins"),
+                ("subframes", "mel_subframes"),
+                ("fmin", "mel_fmin"),
+                ("fmax", "mel_fmax"),
+            ):
+                if getattr(self.mel, key) != data_config[field]:
+                    problems.append(
+                        f"mel {key}={getattr(self.mel, key)} vs config.data.{field}={data_config[field]}"
+                    )
+        if problems:
+            raise ValueError("dataset audio embeddings do not match the config: " + "; ".join(problems))

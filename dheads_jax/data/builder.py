@@ -26,7 +26,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
-from dheads_jax.data import audio, media, process, sources
+from dheads_jax import media
+from dheads_jax.data import audio, process, sources
 
 BUILDER_NAME = "talking_faces"
 REPORT_NAME = "prepare_report.json"
@@ -53,15 +54,22 @@ def external_dim(settings: process.PrepareSettings, candidates: list[sources.Cli
     raise ValueError(f"no readable [T, D] .npy embedding found under {settings.embeddings_dir}")
 
 
+def encoder(settings: process.PrepareSettings) -> audio.AudioEncoderSpec:
+    """The audio encoder a preparation run uses."""
+    if settings.audio_encoder == "mel":
+        return audio.AudioEncoderSpec.for_mel(settings.mel)
+    if settings.audio_encoder == "external":
+        return audio.AudioEncoderSpec.external(settings.external_dim, settings.external_name)
+    raise ValueError(f"unknown audio encoder {settings.audio_encoder!r}; choose one of {audio.ENCODERS}")
+
+
 def dataset_metadata(settings: process.PrepareSettings) -> dict:
     """JSON-serialisable description of how the dataset was made (TFDS metadata.json)."""
-    spec = audio.encoder_spec(
-        settings.audio_encoder, settings.mel, settings.external_dim, settings.external_name
-    )
+    spec = encoder(settings).to_json()
     return dict(
         format_version=1,
         image_size=settings.image_size,
-        fps=media.VIDEO_FPS,
+        fps=media.FPS,
         sample_rate=media.SAMPLE_RATE,
         samples_per_frame=media.SAMPLES_PER_FRAME,
         audio_encoder=spec,
@@ -140,12 +148,7 @@ class TalkingFaces(tfds.core.GeneratorBasedBuilder):
 
     def _info(self) -> tfds.core.DatasetInfo:
         s = self.settings.image_size
-        dim = audio.encoder_spec(
-            self.settings.audio_encoder,
-            self.settings.mel,
-            self.settings.external_dim,
-            self.settings.external_name,
-        )["dim"]
+        dim = encoder(self.settings).dim
         return tfds.core.DatasetInfo(
             builder=self,
             description=(

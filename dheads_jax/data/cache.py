@@ -64,7 +64,7 @@ def ensure_dataset(config: ml_collections.ConfigDict, prepare: bool = True) -> s
     data = config.data
     if data.dataset_dir:
         return data.dataset_dir
-    if not data.get("samples_dir"):
+    if not data.samples_dir:
         raise ValueError("config.data.dataset_dir is empty and no config.data.samples_dir is set")
     samples = data.samples_dir if os.path.isabs(data.samples_dir) else os.path.join(ROOT, data.samples_dir)
     out = samples_dataset_dir(data)

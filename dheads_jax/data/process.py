@@ -13,9 +13,9 @@ import pickle
 import numpy as np
 from PIL import Image
 
-from dheads_jax.data import align, audio, faces, media
-from dheads_jax.data.media import ClipError
-from dheads_jax.data.sources import ClipSource
+from dheads_jax import media
+from dheads_jax.data import align, audio, faces
+from dheads_jax.data.sources import ClipError, ClipSource
 from dheads_jax.mouth import mouth_box
 
 
@@ -33,7 +33,7 @@ class PrepareSettings:
       min_frames: shorter clips are skipped (m_x + 1 = 3 for the default config).
       max_av_mismatch: largest allowed difference of audio and video length, in seconds.
       smoothing_sigma: temporal smoothing of the alignment, in frames.
-      lip_box_margin: margin of the stored mouth boxes (SPEC section 3).
+      lip_box_margin: margin of the stored mouth boxes (docs/method.md, section 3).
       image_format: "png" (lossless) or "jpeg" (quality 95) for the stored frames.
     """
 
@@ -51,23 +51,26 @@ class PrepareSettings:
 
     @property
     def max_mismatch_frames(self) -> int:
-        return int(np.floor(self.max_av_mismatch * media.VIDEO_FPS + 1e-6))
+        return int(np.floor(self.max_av_mismatch * media.FPS + 1e-6))
 
 
 def load_waveform(source: ClipSource, video_start: float) -> np.ndarray:
     """16 kHz mono audio of a clip, sample 0 at the first video frame.
 
     Raises:
-      ClipError: "no_audio" when neither the video nor a parallel file has sound.
+      media.MediaError: "no_audio" when neither the video nor a parallel file has sound,
+        "corrupt" when the audio cannot be decoded.
     """
     if source.audio_path:
         return media.read_audio(source.audio_path)[0]
     try:
         waveform, start = media.read_audio(source.video_path)
-    except ClipError as e:
+    except media.MediaError as e:
         if e.reason == "no_audio":
-            raise ClipError(
-                "no_audio", "the video has no audio track and there is no parallel audio file"
+            raise media.MediaError(
+                "no_audio",
+                "the video has no audio track and there is no parallel audio file",
+                source.video_path,
             ) from e
         raise
     return media.shift_waveform(waveform, start - video_start)
@@ -77,7 +80,7 @@ def check_lengths(num_frames: int, num_samples: int, settings: PrepareSettings) 
     """Raises ClipError for too short clips and audio/video length mismatches."""
     if num_frames < settings.min_frames:
         raise ClipError("too_short", f"{num_frames} frames, fewer than the {settings.min_frames} needed")
-    video_s, audio_s = num_frames / media.VIDEO_FPS, num_samples / media.SAMPLE_RATE
+    video_s, audio_s = num_frames / media.FPS, num_samples / media.SAMPLE_RATE
     if abs(video_s - audio_s) > settings.max_av_mismatch + 1e-9:
         raise ClipError(
             "length_mismatch",
@@ -140,7 +143,8 @@ def process_clip(
       clip_index.
 
     Raises:
-      ClipError: for every kind of bad input, with a reason code.
+      media.MediaError: for every kind of bad input, with a reason code: the files' own
+        problems as MediaError, the clip's (no face, too short, ...) as its ClipError subclass.
     """
     frames, video_start = media.read_video(source.video_path)
     waveform = load_waveform(source, video_start)
@@ -158,7 +162,7 @@ def process_clip(
         mouth_boxes=boxes,
         audio_embeddings=embeddings,
         waveform=waveform,
-        fps=np.float32(media.VIDEO_FPS),
+        fps=np.float32(media.FPS),
         sample_rate=np.int32(media.SAMPLE_RATE),
         num_frames=np.int32(len(frames)),
         clip_id=source.clip_id,
@@ -179,7 +183,7 @@ def spool_clip(task: tuple[ClipSource, PrepareSettings, str]) -> tuple[ClipSourc
     source, settings, path = task
     try:
         example = process_clip(source, settings)
-    except ClipError as e:
+    except media.MediaError as e:  # ClipError included
         return source, e.reason, e.message
     except Exception as e:  # noqa: BLE001 - one odd file must not stop the build.
         return source, "error", f"{type(e).__name__}: {e}"

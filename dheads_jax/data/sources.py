@@ -1,4 +1,4 @@
-"""Which clips make a dataset: folder walks, official file lists, parallel audio, speaker ids."""
+"""Which clips make a dataset (folder walks, official file lists, parallel audio, speaker ids), and why one is left out."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import dataclasses
 import os
 import re
 
-from dheads_jax.data.media import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
+from dheads_jax.media import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, MediaError
 
 # Files that may sit beside the clips and are not clips (documentation, lists, embeddings).
 IGNORED_EXTENSIONS = (".md", ".txt", ".json", ".csv", ".npy", ".lst", ".yaml", ".yml", ".pth")
@@ -36,6 +36,16 @@ class ClipSource:
     @property
     def clip_id(self) -> str:
         return os.path.splitext(self.relative_path)[0]
+
+
+class ClipError(MediaError):
+    """A clip whose files decode but cannot go into the dataset.
+
+    Reasons: "too_short", "length_mismatch", "no_face", "missing_embeddings",
+    "bad_embeddings". A subclass of ``media.MediaError`` (which covers the files themselves:
+    "corrupt", "not_video", "no_audio", ...), so preparation catches one type; either
+    becomes a ``Skip`` with the error's ``reason`` and ``message``.
+    """
 
 
 @dataclasses.dataclass(frozen=True)

@@ -181,7 +181,7 @@ def training_losses(
     lambda_ls: float,
     mse_pair: tuple[jax.Array, jax.Array] | None = None,
 ):
-    """L = L_simple + lambda_vlb L_vlb + lambda_ls L_ls, each per example (SPEC section 3).
+    """L = L_simple + lambda_vlb L_vlb + lambda_ls L_ls, each per example (docs/method.md, section 3).
 
     Args:
       s: the full (un-respaced) schedule.

@@ -1,4 +1,4 @@
-"""Noise schedules as immutable pytrees, computed in float64 on the host (SPEC sections 3, 6).
+"""Noise schedules as immutable pytrees, computed in float64 on the host (docs/method.md, sections 3, 6).
 
 A ``Schedule`` holds every per-step coefficient the losses and samplers need, indexed
 by the position ``j`` in the (possibly respaced) chain; ``timesteps[j]`` is the

@@ -1,4 +1,4 @@
-"""Video metrics for talking-face generation, all offline (issue 6).
+"""Video metrics for talking-face generation, all offline.
 
 One module per family; every function takes whole videos as uint8 [T, H, W, 3] RGB arrays
 (or signals derived from them) and returns per-frame and per-video numbers:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dheads_jax.media import FPS
+
 RIGHT_EYE = slice(36, 42)
 LEFT_EYE = slice(42, 48)
 THRESHOLD = 0.75
@@ -61,7 +63,7 @@ def blink_runs(ear: np.ndarray) -> list[tuple[int, int]]:
     return runs
 
 
-def blink_stats(landmarks: np.ndarray, fps: float = 25.0) -> dict:
+def blink_stats(landmarks: np.ndarray, fps: float = FPS) -> dict:
     """Blink statistics of a video.
 
     Args:

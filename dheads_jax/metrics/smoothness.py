@@ -57,6 +57,8 @@ def read_frames_opencv(path: str) -> np.ndarray:
 
 def _pairs(frames_bgr: np.ndarray):
     """(prev, frame, prev_gray, gray, flow) for consecutive 128 px frames."""
+    # Deliberately not dheads_jax.imaging.resize (the project's resize): the official OFM
+    # script calls cv2.resize with its default (bilinear) interpolation, and so do we.
     prev = cv2.resize(frames_bgr[0], (SIZE, SIZE))
     prev_gray = cv2.cvtColor(prev, cv2.COLOR_BGR2GRAY)
     for raw in frames_bgr[1:]:

@@ -22,8 +22,8 @@ def build_unet(config: ml_collections.ConfigDict, dtype: str | None = None) -> U
         out_channels=m.out_channels,
         resblock_updown=m.resblock_updown,
         num_groups=m.num_groups,
-        motion_mask=tuple(m.get("motion_mask", ())),
-        zero_init_audio=bool(m.get("zero_init_audio", False)),
+        motion_mask=tuple(m.motion_mask),
+        zero_init_audio=bool(m.zero_init_audio),
         dtype=jnp.dtype(dtype or m.dtype),
         param_dtype=jnp.dtype(m.param_dtype),
     )

@@ -2,7 +2,7 @@
 
 Module names follow the official PyTorch state dict (``input_blocks_7_1`` is
 ``input_blocks.7.1``, ``in_layers_2`` is ``in_layers.2``) so that a checkpoint maps
-tensor by tensor. See SPEC section 2 for the exact block order.
+tensor by tensor. See docs/method.md, section 2 for the exact block order.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def group_norm(x: jax.Array, name: str, num_groups: int, dtype: Dtype, param_dty
 class ResBlock(nn.Module):
     """Residual block with timestep then audio scale/shift (both in ``1 +`` form).
 
-    Order (SPEC section 2): GN, SiLU, [resample], conv; timestep scale/shift after
+    Order (docs/method.md, section 2): GN, SiLU, [resample], conv; timestep scale/shift after
     the second GN; audio scale/shift; SiLU, dropout, zero-initialised conv; skip.
     """
 

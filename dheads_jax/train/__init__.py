@@ -1,1 +1,1 @@
-"""Training: objective, state, step factory, loop."""
+"""Training: objective, state, step factory, loop, and the export of its checkpoints."""

@@ -16,13 +16,15 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
-from dheads_jax import export, input_pipeline, parallel
+from dheads_jax import input_pipeline, parallel
 from dheads_jax.checkpointing import Checkpointer
 from dheads_jax.data import cache
 from dheads_jax.diffusion import schedule_from_config
 from dheads_jax.models import factory
-from dheads_jax.train import optimizer, visualize
-from dheads_jax.train.state import TrainState, init_state
+from dheads_jax.progress import Progress
+from dheads_jax.train import monitor, optimizer
+from dheads_jax.train.exporting import write_final_export
+from dheads_jax.train.state import TrainState, init_state, restore_checkpoint, save_checkpoint
 from dheads_jax.train.step import make_train_step
 
 MODEL_INPUTS = ("target", "identity", "motion", "audio", "mouth_box")
@@ -81,28 +83,7 @@ def state_initializer(config: ml_collections.ConfigDict, model, tx):
     return init_fn
 
 
-def abstract_train_state(config: ml_collections.ConfigDict, mesh) -> TrainState:
-    """The state's shapes with the shardings of ``mesh``: a restore target, nothing allocated."""
-    tx = optimizer.make_optimizer(config.optim, config.train.num_steps)
-    init_fn = state_initializer(config, factory.build_unet(config), tx)
-    abstract = jax.eval_shape(init_fn, jax.random.key(config.seed))
-    return with_shardings(abstract, parallel.tree_shardings(mesh, abstract))
-
-
-def write_final_export(workdir: str, state: TrainState, config: ml_collections.ConfigDict) -> None:
-    """WORKDIR/export: the EMA parameters when EMA is on, else the raw ones."""
-    ema = state.ema_params is not None
-    path = export.write_export(
-        os.path.join(workdir, "export"),
-        state.ema_params if ema else state.params,
-        config,
-        weights="ema" if ema else "raw",
-        provenance=dict(step=int(jax.device_get(state.step)), source_workdir=os.path.abspath(workdir)),
-    )
-    logging.info("wrote the inference export %s", path)
-
-
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+def train(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
     """Trains ``config`` in ``workdir``, resuming from its latest checkpoint if there is one.
 
     Returns:
@@ -114,7 +95,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     is_main = jax.process_index() == 0
     os.makedirs(workdir, exist_ok=True)
     dataset_dir = prepare_data(config)
-    mesh = parallel.make_mesh(config.get("mesh"))
+    mesh = parallel.make_mesh(config.mesh)
     jax.set_mesh(mesh)
     if is_main:
         logging.info(
@@ -137,7 +118,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     )
     data_position = None
     if ckpt.latest_step() is not None:
-        state, _, data_position = ckpt.restore(with_shardings(abstract, state_shardings))
+        state, _, data_position = restore_checkpoint(ckpt, with_shardings(abstract, state_shardings))
         logging.info("resumed from step %d of %s", int(state.step), ckpt.directory)
     else:
         state = jax.jit(init_fn, out_shardings=state_shardings)(init_key)
@@ -154,7 +135,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         donate_argnums=(0,),
     )
 
-    logger = visualize.MetricLogger(workdir, enabled=is_main)
+    logger = monitor.MetricLogger(workdir, enabled=is_main)
     preemption = Preemption()
     samples = None
     if config.train.sample_every and jax.process_count() > 1:
@@ -163,17 +144,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             jax.process_count(),
         )
     elif config.train.sample_every:
-        samples = visualize.SampleWriter(workdir, config, dataset_dir, model, mesh)
+        samples = monitor.SampleWriter(workdir, config, dataset_dir, model, mesh)
     first_step = int(jax.device_get(state.step))
     last_saved = first_step if data_position is not None else None
-    timer = visualize.Throughput(first_step, num_steps, config.train.batch_size)
+    # Counts steps for the rate and ETA of the metric lines, which are the periodic log; its
+    # own line comes only after the first step (compilation included) and at the end.
+    progress = Progress(num_steps, "steps", label="training", done=first_step, every_s=float("inf"))
     record = (
         open(os.path.join(workdir, "batches.jsonl"), "a") if config.train.record_batches and is_main else None
     )
 
     def save(force=False):
         nonlocal last_saved
-        if ckpt.save(state, config_json(config), batches.get_state(), force=force):
+        if save_checkpoint(ckpt, state, config_json(config), batches.get_state(), force=force):
             last_saved = int(jax.device_get(state.step))
 
     step = first_step
@@ -184,6 +167,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             record.write(json.dumps(ids) + "\n")
         state, metrics = train_step(state, parallel.global_batch({k: local[k] for k in MODEL_INPUTS}, mesh))
         step += 1
+        progress.update()
         if step % config.train.log_every == 0 or step == num_steps:
             metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
             if not all(np.isfinite(v) for v in metrics.values()):
@@ -192,7 +176,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                 raise TrainingError(
                     f"non-finite loss at step {step} ({metrics}); last good checkpoint: {where}"
                 )
-            logger.log(step, metrics, timer.update(step))
+            logger.log(step, metrics, progress, config.train.batch_size)
         if samples and (step % config.train.sample_every == 0 or step == num_steps):
             samples.write(step, state)
         if step % config.train.checkpoint_every == 0:

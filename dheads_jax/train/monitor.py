@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import os
-import time
 
 import jax
 import matplotlib
@@ -12,38 +11,15 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from dheads_jax import export, sampling
-from dheads_jax.data import audio as audio_lib
+from dheads_jax import sampling
 from dheads_jax.data import reader
-from dheads_jax.diffusion import schedule_from_config
+from dheads_jax.imaging import from_uint8, to_uint8
+from dheads_jax.progress import Progress, format_seconds
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 CURVE_KEYS = ("loss", "simple", "vlb", "lip")
-
-
-class Throughput:
-    """Steps/s, examples/s and ETA over the interval since the last update."""
-
-    def __init__(self, first_step: int, num_steps: int, batch_size: int):
-        self.num_steps, self.batch_size = num_steps, batch_size
-        self.last_step, self.last_time = first_step, time.time()
-
-    def update(self, step: int) -> dict[str, float]:
-        now = time.time()
-        rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
-        self.last_step, self.last_time = step, now
-        return dict(
-            steps_per_s=rate,
-            examples_per_s=rate * self.batch_size,
-            eta_s=(self.num_steps - step) / max(rate, 1e-9),
-        )
-
-
-def format_eta(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 class MetricLogger:
@@ -59,9 +35,20 @@ class MetricLogger:
 
         self.writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
-    def log(self, step: int, metrics: dict[str, float], speed: dict[str, float]) -> None:
+    def log(self, step: int, metrics: dict[str, float], progress: Progress, batch_size: int) -> None:
+        """One console line, TensorBoard scalars, a metrics.csv row and the refreshed curve.
+
+        Args:
+          step: the step just finished.
+          metrics: the step's scalar metrics.
+          progress: the run's step counter (its rate and ETA go into the line).
+          batch_size: the global batch, for examples/s.
+        """
         if not self.enabled:
             return
+        speed = dict(
+            steps_per_s=progress.rate, examples_per_s=progress.rate * batch_size, eta_s=progress.eta_s
+        )
         logging.info(
             "step %d | loss %.4f simple %.4f vlb %.4f lip %.4f | grad %.3f lr %.2e | %.2f steps/s %.1f ex/s | ETA %s",
             step,
@@ -73,7 +60,7 @@ class MetricLogger:
             metrics["lr"],
             speed["steps_per_s"],
             speed["examples_per_s"],
-            format_eta(speed["eta_s"]),
+            format_seconds(speed["eta_s"]),
         )
         for k, v in {**metrics, **speed}.items():
             self.writer.add_scalar(f"train/{k}", v, step)
@@ -119,11 +106,6 @@ def plot_loss_curve(csv_path: str, png_path: str) -> None:
     os.replace(tmp, png_path)
 
 
-def to_uint8(x: np.ndarray) -> np.ndarray:
-    """[-1, 1] float -> uint8."""
-    return np.clip(np.round((np.asarray(x) + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
-
 def save_png(path: str, image: np.ndarray) -> None:
     """Writes an RGB (or RGBA/gray) uint8 image atomically."""
     tmp = path + ".tmp.png"
@@ -143,30 +125,18 @@ class SampleWriter:
         self.enabled = jax.process_index() == 0
         self.config = config
         self.mesh = mesh
-        self.apply_fn = sampling.make_apply_fn(model)
-        self.schedule = schedule_from_config(config.diffusion, config.train.sample_steps)
+        self.apply_fn = sampling.UNetApply(model)
+        self.options = sampling.SamplingOptions.from_config(config, steps=config.train.sample_steps)
         clip = reader.load_clips(dataset_dir, "train", limit=1)[0]
         n = min(config.train.sample_frames, clip.frames.shape[0])
         self.real = clip.frames[:n]
-        self.identity = clip.frames[0:1].astype(np.float32) / 127.5 - 1.0
-        self.audio = clip.audio[None].astype(np.float32)
-        self.lengths = np.array([n])
+        self.videos = sampling.VideoBatch.create(from_uint8(clip.frames[0:1]), clip.audio[None], lengths=[n])
         os.makedirs(self.dir, exist_ok=True)
 
     def write(self, step: int, state) -> None:
         params = state.ema_params if state.ema_params is not None else state.params
-        opts = sampling.sampling_options(self.config)
-        if opts["audio_guidance"] != 1.0:
-            opts["null_audio"] = audio_lib.silence_embedding(export.audio_encoder_spec(self.config))
-        video = sampling.sample_video(
-            self.apply_fn,
-            params,
-            self.schedule,
-            self.identity,
-            self.audio,
-            jax.random.key(self.config.seed + 1),
-            lengths=self.lengths,
-            **opts,
+        video = sampling.sample_videos(
+            self.apply_fn, params, self.options, self.videos, jax.random.key(self.config.seed + 1)
         )
         if not self.enabled:
             return

@@ -52,6 +52,25 @@ def drop_motion(key: jax.Array, motion: jax.Array, identity: jax.Array, rate: fl
     return jnp.where(drop, jnp.broadcast_to(filled, motion.shape), motion)
 
 
+LOSS_KEYS = ("timesteps", "noise", "dropout", "motion_noise", "motion_dropout")
+
+
+def loss_keys(rng: jax.Array) -> dict[str, jax.Array]:
+    """One independent key per random draw of ``diffusion_loss``.
+
+    The first three are ``jax.random.split(rng, 3)`` (with partitionable threefry,
+    ``split(rng, n)[i]`` does not depend on n), so a run without the motion augmentations
+    draws the same timesteps, noise and dropout as before they had keys of their own.
+
+    Args:
+      rng: the step's key.
+
+    Returns:
+      {name: key} for the names of ``LOSS_KEYS``.
+    """
+    return dict(zip(LOSS_KEYS, jax.random.split(rng, len(LOSS_KEYS)), strict=True))
+
+
 def diffusion_loss(
     params,
     model: nn.Module,
@@ -75,8 +94,9 @@ def diffusion_loss(
       schedule: the full training schedule (T steps).
       batch: 'target' [B,H,W,3], 'identity' [B,H,W,3], 'motion' [B,M,H,W,mc],
         'audio' [B,2m_y+1,D] float32, 'mouth_box' [B,4] int32.
-      rng: key for the timesteps, the noise and dropout.
-      lambda_vlb, lambda_ls: loss weights (SPEC section 3).
+      rng: key for the timesteps, the noise, dropout and the motion augmentations
+        (``loss_keys``).
+      lambda_vlb, lambda_ls: loss weights (docs/method.md, section 3).
       parametrization: what the network's first three channels predict, "eps" (official)
         or "v" [ours]; see ``output_to_eps``.
       mse_target: what L_simple and L_ls compare, "eps" (official: |eps - eps_hat|^2, which
@@ -100,13 +120,14 @@ def diffusion_loss(
             'mse_target "v" needs parametrization "v" (v from an eps network divides by sqrt(abar))'
         )
     x_start = batch["target"]
-    t_key, noise_key, dropout_key = jax.random.split(rng, 3)
-    t = jax.random.randint(t_key, (x_start.shape[0],), 0, schedule.num_steps)
-    noise = jax.random.normal(noise_key, x_start.shape, jnp.float32)
+    keys = loss_keys(rng)
+    t = jax.random.randint(keys["timesteps"], (x_start.shape[0],), 0, schedule.num_steps)
+    noise = jax.random.normal(keys["noise"], x_start.shape, jnp.float32)
     x_t = q_sample(schedule, x_start, t, noise)
-    # A key of its own, so the timesteps and noise match a run without augmentation.
-    motion = augment_motion(jax.random.fold_in(rng, 1), batch["motion"], motion_noise)
-    motion = drop_motion(jax.random.fold_in(rng, 2), motion, batch["identity"], motion_dropout)
+    # Keys of their own, independent of the noise and dropout keys, so turning the
+    # augmentations on leaves the timesteps, noise and dropout of a step unchanged.
+    motion = augment_motion(keys["motion_noise"], batch["motion"], motion_noise)
+    motion = drop_motion(keys["motion_dropout"], motion, batch["identity"], motion_dropout)
     out = model.apply(
         {"params": params},
         x_t,
@@ -115,7 +136,7 @@ def diffusion_loss(
         motion,
         batch["audio"],
         train=train,
-        rngs={"dropout": dropout_key},
+        rngs={"dropout": keys["dropout"]},
     )
     mse_pair = None
     if mse_target == "v":

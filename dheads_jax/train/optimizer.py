@@ -1,4 +1,4 @@
-"""Adam with the official step decay (SPEC section 4), optional warm-up and clipping."""
+"""Adam with the official step decay (docs/method.md, section 4), optional warm-up and clipping."""
 
 from __future__ import annotations
 

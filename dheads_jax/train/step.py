@@ -23,18 +23,19 @@ def make_train_step(
 ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
     """Returns ``train_step(state, batch) -> (state, metrics)``.
 
-    Randomness (timesteps, noise, dropout) comes from ``fold_in(key(config.seed), step)``,
-    so a resumed run draws exactly what an uninterrupted one would.
+    Randomness (timesteps, noise, dropout, motion augmentations) comes from
+    ``fold_in(key(config.seed), step)``, so a resumed run draws exactly what an
+    uninterrupted one would.
     """
     base_key = jax.random.key(config.seed)
     ema_decay = float(config.optim.ema_decay)
     loss_kw = dict(
         lambda_vlb=config.diffusion.lambda_vlb,
         lambda_ls=config.diffusion.lambda_ls,
-        parametrization=config.diffusion.get("parametrization", "eps"),
-        mse_target=config.diffusion.get("mse_target", "eps"),
-        motion_noise=float(config.train.get("motion_noise", 0.0)),
-        motion_dropout=float(config.train.get("motion_dropout", 0.0)),
+        parametrization=config.diffusion.parametrization,
+        mse_target=config.diffusion.mse_target,
+        motion_noise=float(config.train.motion_noise),
+        motion_dropout=float(config.train.motion_dropout),
     )
 
     def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:

@@ -1,0 +1,167 @@
+"""The reverse chain of one frame: noise keys, audio guidance and the ``lax.scan`` over steps.
+
+The network is reached through an ``apply_fn(params, x_t, timesteps, identity, motion,
+audio) -> [B, H, W, 6]``, so any parameter source (raw, EMA, an export) and any stand-in
+(an oracle in tests) fits. Nothing here is jitted; callers jit.
+
+Randomness (docs/method.md, section 6): a frame's keys are fold_in(fold_in(key, video_id),
+frame); the noise of reverse step j is drawn from fold_in(frame_key, j), and x_T from
+fold_in(frame_key, n), one past the last index. So a video's frames depend only on the job
+key, its video id and the options, never on the batch it is sampled in or on the devices.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import jax
+import jax.numpy as jnp
+
+from dheads_jax.diffusion.gaussian import ddim_step, ddpm_step, output_to_eps
+from dheads_jax.diffusion.schedule import Schedule
+
+ApplyFn = Callable[..., jax.Array]
+SAMPLERS = ("ddpm", "ddim")
+
+
+class ChainOptions(Protocol):
+    """What the chain reads of the sampling options (``dheads_jax.sampling.SamplingOptions``)."""
+
+    sampler: str
+    eta: float
+    parametrization: str
+    audio_guidance: float
+    null_audio: tuple[float, ...] | None
+
+
+def frame_keys(key: jax.Array, video_ids: jax.Array, frame) -> jax.Array:
+    """Per-example keys of one frame: fold_in(fold_in(key, video_id), frame).
+
+    Args:
+      key: a single PRNG key (typed or raw).
+      video_ids: [B] int, the index of each example's video in the whole job.
+      frame: int scalar (may be traced), the frame index k.
+
+    Returns:
+      [B] keys.
+    """
+    return jax.vmap(lambda v: jax.random.fold_in(jax.random.fold_in(key, v), frame))(video_ids)
+
+
+def step_noise(keys: jax.Array, step, shape: tuple[int, ...]) -> jax.Array:
+    """Standard normal noise of one reverse step for every example.
+
+    Args:
+      keys: [B] per-example frame keys (``frame_keys``).
+      step: int scalar (may be traced): the schedule index j, or n for the initial noise.
+      shape: the per-example shape, e.g. (H, W, 3).
+
+    Returns:
+      [B, *shape] float32 drawn from fold_in(keys[b], step).
+    """
+    return jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, step), shape, jnp.float32))(keys)
+
+
+def reverse_step(sampler: str, eta: float):
+    """(schedule, model_output, x_t, t_index, noise) -> (x_prev, pred_xstart) for ``sampler``."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; expected one of {SAMPLERS}")
+    if sampler == "ddpm":
+        return ddpm_step
+    return functools.partial(ddim_step, eta=eta)
+
+
+def guided_output(
+    apply_fn: ApplyFn, params, x_t, timesteps, identity, motion, audio, null_audio, scale: float
+):
+    """The network output with classifier-free guidance on the audio [ours].
+
+    pred = pred(null) + scale * (pred(audio) - pred(null)) on the prediction channels (eps
+    or v: ``output_to_eps`` is affine in the prediction, so guiding either is the same),
+    the variance channels from the audio-conditioned pass. Both passes run as one batch.
+    ``scale`` 1 is the plain conditional output (one pass, the official sampler).
+
+    Args:
+      apply_fn, params: the network.
+      x_t, timesteps, identity, motion, audio: as ``apply_fn``.
+      null_audio: [D] the embedding of silence that stands for "no audio"; unused at scale 1.
+      scale: the guidance scale.
+
+    Returns:
+      [B, H, W, 6] float32.
+    """
+    if scale == 1.0:
+        return apply_fn(params, x_t, timesteps, identity, motion, audio)
+    b = x_t.shape[0]
+    twice = lambda a: jnp.concatenate([a, a], axis=0)  # noqa: E731
+    null = jnp.broadcast_to(jnp.asarray(null_audio, audio.dtype), audio.shape)
+    out = apply_fn(
+        params, twice(x_t), twice(timesteps), twice(identity), twice(motion), jnp.concatenate([audio, null])
+    )
+    cond, uncond = out[:b], out[b:]
+    half = out.shape[-1] // 2
+    guided = uncond[..., :half] + scale * (cond[..., :half] - uncond[..., :half])
+    return jnp.concatenate([guided, cond[..., half:]], axis=-1)
+
+
+def sample_frame(
+    apply_fn: ApplyFn,
+    params: Any,
+    schedule: Schedule,
+    keys: jax.Array,
+    condition: tuple[jax.Array, jax.Array, jax.Array],
+    options: ChainOptions,
+    return_trajectory: bool = False,
+):
+    """Runs the whole reverse chain for one frame of every example: one ``lax.scan``.
+
+    The scan goes over the schedule indices j = n-1, ..., 0; the network receives the
+    original timestep ``schedule.timesteps[j]`` and the step uses index j into the
+    respaced arrays. No noise is added at j = 0, which returns the clamped x0_hat.
+
+    Args:
+      apply_fn: the network.
+      params: its parameters.
+      schedule: the (respaced) schedule of n steps.
+      keys: [B] per-example frame keys; x_T is drawn with step n, step j's noise with j.
+      condition: (identity [B, H, W, 3] in [-1, 1], motion [B, m_x, H, W, mc] oldest
+        first, audio [B, 2 m_y + 1, D] the frame's audio window).
+      options: the sampler ("ddpm", the official ancestral sampler with the learned
+        variance, or "ddim"), DDIM's eta, the parametrization ("eps" or "v") and the audio
+        guidance scale with its null audio.
+      return_trajectory: also return x after every step.
+
+    Returns:
+      x_0: [B, H, W, 3] float32 in [-1, 1]; with ``return_trajectory`` a pair
+      (x_0, trajectory [n, B, H, W, 3]) whose entry i is x after the i-th step taken
+      (schedule index n-1-i).
+    """
+    identity, motion, audio = condition
+    step_fn = reverse_step(options.sampler, options.eta)
+    n = schedule.num_steps
+    batch = identity.shape[0]
+    shape = (identity.shape[1], identity.shape[2], 3)
+    x_T = step_noise(keys, n, shape)
+
+    def body(x, j):
+        t_index = jnp.full((batch,), j, jnp.int32)
+        timesteps = jnp.full((batch,), schedule.timesteps[j], jnp.int32)
+        out = guided_output(
+            apply_fn,
+            params,
+            x,
+            timesteps,
+            identity,
+            motion,
+            audio,
+            options.null_audio,
+            options.audio_guidance,
+        )
+        out = output_to_eps(schedule, out, x, t_index, options.parametrization)
+        x_prev, _ = step_fn(schedule, out, x, t_index, step_noise(keys, j, shape))
+        return x_prev, (x_prev if return_trajectory else None)
+
+    x_0, trajectory = jax.lax.scan(body, x_T, jnp.arange(n - 1, -1, -1, dtype=jnp.int32))
+    return (x_0, trajectory) if return_trajectory else x_0
