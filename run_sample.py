@@ -9,6 +9,11 @@ A set (outputs that already exist are skipped, so an interrupted run resumes):
 Export a training checkpoint:
   python run_sample.py --export_from=WORKDIR --export_to=EXPORT_DIR [--weights=ema|raw] [--export_dtype=bfloat16]
 
+A set runs unchanged on several processes (one per host) with the flags of run_train.py:
+--coordinator_address=HOST:PORT --num_processes=N --process_id=I, or --distributed. Each
+process samples its share of the videos (balanced by length) on its own devices; process 0
+writes one sample_report.json. Rerunning an interrupted set makes only what is missing.
+
 Every field of the export's config.sampling can be overridden by a flag of the same name
 (--steps, --sampler, --eta, --audio_guidance, --[no]shared_noise, --[no]stabilize,
 --stabilize_every); unset flags keep the export's value. --checkpoint is an old name of
@@ -23,6 +28,7 @@ import sys
 from absl import app, flags
 
 from configs import default as default_config
+from dheads_jax import distributed
 from dheads_jax.sampling.options import OVERRIDABLE
 
 flags.DEFINE_string("export", None, "An export folder (run_train.py writes WORKDIR/export).")
@@ -60,12 +66,14 @@ for _name in OVERRIDABLE:
     DEFINE_BY_TYPE.get(type(_default), flags.DEFINE_string)(
         _name, None, f"{SAMPLING_HELP[_name]} Default: the export's sampling.{_name} (configs: {_default!r})."
     )
+distributed.define_flags()
 FLAGS = flags.FLAGS
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    distributed.initialize()
     from dheads_jax import generate
 
     try:

@@ -11,23 +11,19 @@ Rerunning the same command continues from the latest checkpoint in --workdir.
 """
 
 import logging as logging_std
-import os
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from dheads_jax import distributed
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and samples.")
 _DESCRIBE = flags.DEFINE_bool(
     "describe", False, "Print the model's size, FLOPs and memory without allocating it, then exit."
 )
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-process).")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (multi-process).")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (multi-process).")
-_DISTRIBUTED = flags.DEFINE_bool(
-    "distributed", False, "Call jax.distributed.initialize() with no arguments (TPU pods, SLURM)."
-)
+distributed.define_flags()
 flags.mark_flags_as_required(["config"])
 
 
@@ -38,21 +34,6 @@ class _QuietLibraries(logging_std.Filter):
 
     def filter(self, record):
         return record.levelno >= logging_std.WARNING or not any(p in record.pathname for p in self.NOISY)
-
-
-def init_distributed():
-    """jax.distributed.initialize when several processes are asked for; nothing otherwise."""
-    import jax
-
-    address = _COORDINATOR.value or os.environ.get("JAX_COORDINATOR_ADDRESS")
-    count = _NUM_PROCESSES.value or int(os.environ.get("JAX_NUM_PROCESSES", "0") or 0)
-    if _DISTRIBUTED.value:
-        jax.distributed.initialize()
-    elif address and count > 1:
-        index = _PROCESS_ID.value if _PROCESS_ID.value is not None else int(os.environ["JAX_PROCESS_ID"])
-        if jax.config.jax_platforms in (None, "", "cpu"):
-            jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        jax.distributed.initialize(address, count, index)
 
 
 def main(argv):
@@ -66,7 +47,7 @@ def main(argv):
     if not _WORKDIR.value:
         raise app.UsageError("--workdir is required to train")
     logging.get_absl_handler().addFilter(_QuietLibraries())
-    init_distributed()
+    distributed.initialize()
     from dheads_jax.train import loop
 
     try:

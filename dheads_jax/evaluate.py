@@ -362,20 +362,36 @@ def evaluate(generated_dir: str, reference: str, output_dir: str, split: str = "
         if ref.path is not None:
             probe(ref.path)
 
+    import jax
+
+    from dheads_jax import distributed
     from dheads_jax.metrics import fvd, image, report
 
-    os.makedirs(output_dir, exist_ok=True)
+    index, count = jax.process_index(), jax.process_count()
+    if index == 0:
+        os.makedirs(output_dir, exist_ok=True)
     evaluator = Evaluator(**options)
     results = []
     start = time.time()
-    progress = Progress(len(pairs), "videos", label="evaluating", every_s=0)
-    for name, path, ref in pairs:
+    # Several processes: process p takes videos p, p + P, ...; the per-video results and
+    # feature sets are gathered back into the one-process order before the set metrics.
+    mine = list(range(index, len(pairs), count))
+    label = "evaluating" if count == 1 else f"evaluating (process {index + 1}/{count})"
+    progress = Progress(len(mine), "videos", label=label, every_s=0)
+    for i in mine:
+        name, path, ref = pairs[i]
         results.append(evaluator.video(name, path, ref))
         g = results[-1]["rows"]["generated"]
         progress.update(
             extra=f"{name}: {results[-1]['frames_compared']} frames, "
             f"PSNR {g['psnr']:.2f} SSIM {g['ssim']:.3f} LPIPS {g['lpips']:.3f}"
         )
+    if count > 1:
+        parts = distributed.gather((results, evaluator.i3d, evaluator.inception))
+        results = interleave([p[0] for p in parts])
+        evaluator.i3d = {row: interleave([p[1][row] for p in parts]) for row in ROWS}
+        evaluator.inception = {row: interleave([p[2][row] for p in parts]) for row in ROWS}
+        evaluator.fvd_clips = {row: int(sum(len(e) for e in evaluator.i3d[row])) for row in ROWS}
     set_level = evaluator.set_metrics()
     matched = {p[0] for p in pairs}
     matched_refs = {p[2].name for p in pairs}
@@ -409,4 +425,16 @@ def evaluate(generated_dir: str, reference: str, output_dir: str, split: str = "
         summary=summary(results, set_level),
         videos=results,
     )
+    if index != 0:
+        return report.to_json(
+            {**result, "videos": [{k: v for k, v in x.items() if k != "thumbs"} for x in results]}
+        )
     return report.write_report(result, output_dir)
+
+
+def interleave(parts: list[list]) -> list:
+    """Items dealt round-robin to ``len(parts)`` processes (item i to process i % P) back in order."""
+    out = []
+    for i in range(sum(len(p) for p in parts)):
+        out.append(parts[i % len(parts)][i // len(parts)])
+    return out

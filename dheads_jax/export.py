@@ -22,7 +22,7 @@ import ml_collections
 
 import dheads_jax
 from configs import default as default_config
-from dheads_jax import checkpointing
+from dheads_jax import checkpointing, distributed
 from dheads_jax.data.audio import AudioEncoderSpec
 from dheads_jax.models import factory
 
@@ -80,7 +80,7 @@ def write_export(
     if main:
         shutil.rmtree(tmp, ignore_errors=True)
         os.makedirs(tmp)
-    _barrier("export: folder ready")
+    distributed.barrier("export: folder ready")
     checkpointing.save_pytree(os.path.join(tmp, PARAMS_NAME), cast)
     if main:
         with open(os.path.join(tmp, META_NAME), "w", encoding="utf-8") as f:
@@ -89,15 +89,8 @@ def write_export(
         if os.path.exists(out_dir):
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
-    _barrier("export: renamed")
+    distributed.barrier("export: renamed")
     return out_dir
-
-
-def _barrier(name: str) -> None:
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices(f"dheads_jax {name}")
 
 
 def config_from_meta(meta: dict) -> ml_collections.ConfigDict:

@@ -11,8 +11,10 @@ import contextlib
 import csv
 import dataclasses
 import functools
+import glob
 import json
 import os
+import shutil
 
 import jax
 import ml_collections
@@ -168,13 +170,20 @@ class Sampler:
     def apply_fn(self) -> sampling.UNetApply:
         return sampling.UNetApply(factory.build_unet(self.config))
 
-    def frames(self, jobs: list[Job]):
-        """Samples one batch of jobs; yields (k, frames [V, H, W, 3] uint8, active [V] bool)."""
+    def frames(self, jobs: list[Job], length: int | None = None, batch_size: int | None = None):
+        """Samples one batch of jobs; yields (k, frames [V, H, W, 3] uint8, active [V] bool).
+
+        Args:
+          jobs: the videos of the batch.
+          length: pad every video's audio to this many frames (default: the longest job's),
+            so batches of different clip lengths share one compiled frame step.
+          batch_size: pad the batch to this many videos with copies of the last one
+            (dropped from the output), likewise.
+        """
+        length = length or max(len(j.audio) for j in jobs)
         videos = sampling.VideoBatch.create(
             np.stack([j.identity for j in jobs]),
-            np.stack(
-                [np.pad(j.audio, ((0, max(len(x.audio) for x in jobs) - len(j.audio)), (0, 0))) for j in jobs]
-            ),
+            np.stack([np.pad(j.audio, ((0, length - len(j.audio)), (0, 0))) for j in jobs]),
             lengths=[len(j.audio) for j in jobs],
             video_ids=[j.video_id for j in jobs],
         )
@@ -182,7 +191,8 @@ class Sampler:
             sampling.video.check_inputs(videos, self.options)
         except ValueError as e:
             raise InputError(f"the audio embeddings do not fit the export: {e}") from e
-        padded = videos.padded(self.mesh.size if self.mesh is not None else 1)
+        shards = self.mesh.size if self.mesh is not None else 1
+        padded = videos.padded(max(batch_size or 1, len(jobs))).padded(shards)
         placed, motion, params, schedule = sampling.place(
             padded, self.options, self.params, self.options.make_schedule(), self.mesh
         )
@@ -193,15 +203,25 @@ class Sampler:
                 host = np.asarray(jax.device_get(frames))[: len(jobs)]
                 yield k, to_uint8(host), k < videos.lengths
 
-    def run(self, jobs: list[Job], batch_size: int, upscale: int | None = None) -> list[str]:
-        """Samples ``jobs`` in batches, streaming frames to their outputs. Returns the paths written."""
+    def run(
+        self, jobs: list[Job], batch_size: int, upscale: int | None = None, label: str = "sampling"
+    ) -> list[str]:
+        """Samples ``jobs`` in batches, streaming frames to their outputs. Returns the paths written.
+
+        Jobs are batched longest first, and every batch is padded to ``batch_size`` videos of
+        the longest job's length, so a set of mixed clip lengths compiles the frame step once.
+        """
         written = []
-        progress = Progress(sum(len(j.audio) for j in jobs), "frames", label="sampling")
+        progress = Progress(sum(len(j.audio) for j in jobs), "frames", label=label)
+        jobs = sorted(jobs, key=lambda j: (-len(j.audio), j.video_id))
+        length = max((len(j.audio) for j in jobs), default=1)
         for b in range(0, len(jobs), batch_size):
             batch = jobs[b : b + batch_size]
+            for j in batch:
+                remove_stale_temporaries(j.output)
             writers = [media.make_writer(j.output, j.waveform, upscale) for j in batch]
             try:
-                for _, frames, active in self.frames(batch):
+                for _, frames, active in self.frames(batch, length, batch_size):
                     for writer, frame, on in zip(writers, frames, active, strict=True):
                         if on:
                             writer.add(frame)
@@ -215,7 +235,16 @@ class Sampler:
         return written
 
 
-# What a command reports in one line instead of a traceback.
+def remove_stale_temporaries(output: str) -> None:
+    """Deletes what an interrupted run left of ``output``: its temporary files (``media.temp_name``)."""
+    root, ext = os.path.splitext(output)
+    for path in glob.glob(glob.escape(root) + ".tmp-*" + glob.escape(ext)):
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.remove(path)
+
+
 EXPECTED_ERRORS = (InputError, export.ExportError, media.MediaError)
 
 
@@ -270,43 +299,119 @@ def single_job(sampler: Sampler, request: Request) -> tuple[list[Job], list[dict
     return [Job(identity, emb, waveform, request.output, 0)], []
 
 
-def manifest_jobs(sampler: Sampler, request: Request) -> tuple[list[Job], list[dict]]:
-    """The manifest's rows as jobs; existing outputs are skipped and bad rows reported as failed."""
-    jobs, report = [], []
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One video of a set, before its inputs are loaded.
+
+    Attributes:
+      video_id: its index in the set (with the seed, its noise).
+      output: where it goes.
+      length: frames to make.
+      id_image, audio: a manifest row's files.
+      clip_id: a dataset clip.
+    """
+
+    video_id: int
+    output: str
+    length: int
+    id_image: str | None = None
+    audio: str | None = None
+    clip_id: str | None = None
+
+
+def plan_manifest(request: Request) -> tuple[list[Entry], list[dict]]:
+    """The manifest's rows still to make; existing outputs are skipped, unreadable audio fails."""
+    entries, report = [], []
     for row in read_manifest(request.manifest):
         if os.path.exists(row["output"]):
             report.append(dict(output=row["output"], status="exists, skipped"))
             continue
         try:
-            identity = load_identity(row["id_image"], sampler.image_size)
-            waveform, emb = load_audio(row["audio"], sampler.encoder)
-            jobs.append(Job(identity, emb, waveform, row["output"], row["row"]))
-        except InputError as e:
-            logging.error("%s", e)
-            report.append(dict(output=row["output"], status="failed", reason=str(e)))
-    return jobs, report
+            waveform, _ = media.read_audio(row["audio"])
+        except (media.MediaError, OSError) as e:
+            reason = e.message if isinstance(e, media.MediaError) else str(e)
+            report.append(
+                dict(
+                    output=row["output"],
+                    status="failed",
+                    reason=f"{row['audio']}: unreadable audio ({reason})",
+                )
+            )
+            continue
+        length = len(waveform) // media.SAMPLES_PER_FRAME
+        if length < 1:
+            report.append(
+                dict(
+                    output=row["output"],
+                    status="failed",
+                    reason=f"{row['audio']}: audio is shorter than one video frame (40 ms)",
+                )
+            )
+            continue
+        entries.append(Entry(row["row"], row["output"], length, id_image=row["id_image"], audio=row["audio"]))
+    return entries, report
 
 
-def dataset_jobs(sampler: Sampler, request: Request) -> tuple[list[Job], list[dict]]:
-    """One job per clip of a dataset split; existing outputs are skipped."""
+def plan_dataset(sampler: Sampler, request: Request) -> tuple[list[Entry], list[dict]]:
+    """One entry per clip of a dataset split still to make (``output_dir/<clip_id>.mp4``)."""
     from dheads_jax.data import reader
 
     if not request.output_dir:
         raise InputError("--dataset needs --output_dir")
-    jobs, report = [], []
-    dim = sampler.encoder.dim
-    for i, clip in enumerate(reader.load_clips(request.dataset, request.split)):
-        out = os.path.join(request.output_dir, clip.clip_id + ".mp4")
+    meta = reader.dataset_metadata(reader.load_builder(request.dataset))
+    dim = audio_lib.AudioEncoderSpec.from_json(meta["audio_encoder"]).dim
+    if meta["image_size"] != sampler.image_size or dim != sampler.encoder.dim:
+        raise InputError(
+            f"{request.dataset}: clips are {meta['image_size']} px with D={dim}, the export needs "
+            f"{sampler.image_size} px with D={sampler.encoder.dim}"
+        )
+    entries, report = [], []
+    for i, (clip_id, length) in enumerate(
+        sorted(reader.clip_lengths(request.dataset, request.split).items())
+    ):
+        out = os.path.join(request.output_dir, clip_id + ".mp4")
         if os.path.exists(out):
             report.append(dict(output=out, status="exists, skipped"))
-            continue
-        if clip.frames.shape[1] != sampler.image_size or clip.audio.shape[1] != dim:
-            raise InputError(
-                f"{request.dataset}: clips are {clip.frames.shape[1]} px with D={clip.audio.shape[1]}, the export "
-                f"needs {sampler.image_size} px with D={dim}"
-            )
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        jobs.append(Job(from_uint8(clip.frames[0]), clip.audio, clip.waveform, out, i))
+        else:
+            entries.append(Entry(i, out, length, clip_id=clip_id))
+    return entries, report
+
+
+def assign(entries: list[Entry], num_processes: int) -> list[list[Entry]]:
+    """Splits entries over processes so that each gets about the same number of frames.
+
+    Longest first, each to the process with the fewest frames so far (ties: the lowest
+    index): deterministic, so every process computes the same split on its own.
+    """
+    shares: list[list[Entry]] = [[] for _ in range(num_processes)]
+    load = [0] * num_processes
+    for e in sorted(entries, key=lambda e: (-e.length, e.video_id)):
+        p = min(range(num_processes), key=lambda i: (load[i], i))
+        shares[p].append(e)
+        load[p] += e.length
+    return shares
+
+
+def load_entries(sampler: Sampler, request: Request, entries: list[Entry]) -> tuple[list[Job], list[dict]]:
+    """The inputs of ``entries`` as jobs; an entry whose inputs cannot be used is reported as failed."""
+    jobs, report = [], []
+    if request.dataset:
+        from dheads_jax.data import reader
+
+        by_id = {e.clip_id: e for e in entries}
+        for clip in reader.load_clips(request.dataset, request.split, clip_ids=by_id) if by_id else []:
+            e = by_id[clip.clip_id]
+            os.makedirs(os.path.dirname(e.output) or ".", exist_ok=True)
+            jobs.append(Job(from_uint8(clip.frames[0]), clip.audio, clip.waveform, e.output, e.video_id))
+        return jobs, report
+    for e in entries:
+        try:
+            identity = load_identity(e.id_image, sampler.image_size)
+            waveform, emb = load_audio(e.audio, sampler.encoder)
+            jobs.append(Job(identity, emb, waveform, e.output, e.video_id))
+        except InputError as err:
+            logging.error("%s", err)
+            report.append(dict(output=e.output, status="failed", reason=str(err)))
     return jobs, report
 
 
@@ -327,12 +432,17 @@ def run(
 ) -> Summary:
     """Samples what ``request`` asks for with an export; the whole of run_sample.py.
 
+    A set (manifest or dataset split) runs on every process of a multi-process job: each
+    process plans the same entries, takes its share (``assign``), samples and writes it on
+    its own devices; process 0 then writes one merged sample_report.json. A video's frames
+    depend only on the seed, its index and the export, not on which process made it.
+
     Args:
       export_dir: the export folder.
       request: the videos to make.
       overrides: config.sampling fields to replace (None values keep the export's).
       seed: the job key's seed.
-      batch_size: videos sampled together; default the device count.
+      batch_size: videos sampled together on a process; default its device count.
       upscale: output frame size, or None for the model's.
 
     Returns:
@@ -341,23 +451,41 @@ def run(
     Raises:
       One of ``EXPECTED_ERRORS`` for inputs or exports that cannot be used.
     """
-    from dheads_jax import parallel
+    from dheads_jax import distributed, parallel
 
-    mesh = parallel.make_mesh() if jax.device_count() > 1 else None
+    local = jax.local_devices()
+    mesh = parallel.make_mesh(devices=local) if len(local) > 1 else None
     sampler = Sampler.from_export(export_dir, overrides, seed, mesh)
-    if request.manifest:
-        jobs, report = manifest_jobs(sampler, request)
-    elif request.dataset:
-        jobs, report = dataset_jobs(sampler, request)
-    else:
-        jobs, report = single_job(sampler, request)
-    written = sampler.run(jobs, batch_size or jax.device_count(), upscale)
-    report += [dict(output=p, status="written") for p in written]
+    batch_size = batch_size or len(local)
     if not request.is_set:
-        return Summary(report, f"wrote {written[0]}")
+        if jax.process_count() > 1:
+            raise InputError("one video (--id_image, --audio, --output) runs on one process; use a manifest")
+        jobs, _ = single_job(sampler, request)
+        written = sampler.run(jobs, batch_size, upscale)
+        return Summary([dict(output=written[0], status="written")], f"wrote {written[0]}")
+
+    entries, report = plan_manifest(request) if request.manifest else plan_dataset(sampler, request)
+    for row in report:
+        if row["status"] == "failed":
+            logging.error("%s", row["reason"])
+    # Every process has listed the outputs before any is written.
+    distributed.barrier("sample: planned")
+    index, count = jax.process_index(), jax.process_count()
+    mine = assign(entries, count)[index]
+    jobs, failed = load_entries(sampler, request, mine)
+    label = "sampling" if count == 1 else f"sampling (process {index + 1}/{count})"
+    written = sampler.run(jobs, batch_size, upscale, label)
+    done = failed + [dict(output=p, status="written") for p in written]
+    report = sorted(
+        report + [r for rows in distributed.gather(done) for r in rows], key=lambda r: r["output"]
+    )
     folder = request.output_dir or os.path.dirname(os.path.abspath(request.manifest))
     path = os.path.join(folder, "sample_report.json")
-    write_report(path, report)
-    failed = sum(r["status"] == "failed" for r in report)
-    skipped = len(report) - len(written) - failed
-    return Summary(report, f"{len(written)} written, {skipped} skipped, {failed} failed; {path}")
+    if index == 0:
+        write_report(path, report)
+    distributed.barrier("sample: reported")
+    counts = {s: sum(r["status"] == s for r in report) for s in ("written", "exists, skipped", "failed")}
+    return Summary(
+        report,
+        f"{counts['written']} written, {counts['exists, skipped']} skipped, {counts['failed']} failed; {path}",
+    )

@@ -75,3 +75,28 @@ def global_batch(local_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, ja
     return {
         k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in local_batch.items()
     }
+
+
+def put(tree, shardings):
+    """``jax.device_put`` that also works when the shardings span several processes.
+
+    Host (numpy) leaves must then hold the same value on every process; each process places
+    the shards of its own devices. jax.Array leaves are resharded.
+    """
+
+    def one(x, sharding):
+        if sharding.is_fully_addressable or isinstance(x, jax.Array):
+            return jax.device_put(x, sharding)
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    return jax.tree.map(one, tree, shardings)
+
+
+def to_host(x) -> np.ndarray:
+    """The whole value of an array as numpy on this process, gathering shards of other processes."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(jax.device_get(x))

@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -136,3 +137,62 @@ def test_bad_inputs_give_one_line_errors(tiny_set, tmp_path):
         lines = [line for line in proc.stderr.splitlines() if line.startswith("run_evaluate.py:")]
         assert len(lines) == 1 and message in lines[0], (args, proc.stderr[-2000:])
     assert not os.path.exists(tmp_path / "out")
+
+
+def assert_same_json(a, b, path="report"):
+    """Equal structure; numbers equal to 1e-6 (absolute or relative)."""
+    if isinstance(a, dict):
+        assert set(a) == set(b), path
+        for k in a:
+            assert_same_json(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same_json(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float):
+        assert a == pytest.approx(b, rel=1e-6, abs=1e-6), path
+    else:
+        assert a == b, path
+
+
+def test_two_processes_give_the_one_process_report(tiny_set, tmp_path):
+    common = [f"--generated={tiny_set / 'generated'}", f"--reference={tiny_set / 'reference'}"]
+    one = tmp_path / "one"
+    proc = run(*common, f"--output={one}", "--fid_frames_per_video=2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = tmp_path / "two"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                os.path.join(ROOT, "run_evaluate.py"),
+                *common,
+                f"--output={two}",
+                "--fid_frames_per_video=2",
+                f"--coordinator_address=127.0.0.1:{port}",
+                "--num_processes=2",
+                f"--process_id={i}",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    # Each process evaluated one of the two videos.
+    assert "evaluating (process 1/2): 1/1 videos" in outs[0][1]
+    assert "evaluating (process 2/2): 1/1 videos" in outs[1][1]
+    a = json.loads((one / "report.json").read_text())
+    b = json.loads((two / "report.json").read_text())
+    a["settings"].pop("seconds"), b["settings"].pop("seconds")
+    assert_same_json(a, b)
+    assert set(os.listdir(two)) == set(os.listdir(one))

@@ -12,6 +12,7 @@ import warnings
 import jax
 import numpy as np
 import pytest
+from PIL import Image
 
 from dheads_jax import export, parallel
 from dheads_jax.checkpointing import Checkpointer
@@ -134,6 +135,7 @@ def launch_two_processes(workdir):
                 workdir,
                 "--config.train.num_steps=4",
                 "--config.train.record_batches=False",
+                "--config.train.sample_every=4",
                 f"--coordinator_address=127.0.0.1:{port}",
                 "--num_processes=2",
                 f"--process_id={i}",
@@ -166,6 +168,10 @@ def test_two_processes_train_and_one_process_restores(tmp_path):
     for code, err in zip(codes, errs, strict=True):
         assert code == 0, err[-3000:]
     assert "4 devices, 2 process(es)" in errs[0]
+    # The sample strip is made by both processes together and written once: real frames above
+    # sampled ones, 3 frames of 32 px.
+    strip = np.asarray(Image.open(os.path.join(workdir, "samples", "step_0000004.png")))
+    assert strip.shape == (64, 96, 3) and strip[32:].std() > 1
     state, config_dict, position = final_params(workdir, 8)
     assert int(state.step) == 4 and position["process_count"] == 2 and position["batches"] == 4
     assert config_dict["train"]["num_steps"] == 4

@@ -102,3 +102,12 @@ def load_clips(dataset_dir: str, split: str = "train", clip_ids=None, limit: int
             clips.append(_to_clip(ex))
     clips.sort(key=lambda c: c.clip_id)
     return clips[:limit] if limit is not None else clips
+
+
+def clip_lengths(dataset_dir: str, split: str = "train") -> dict[str, int]:
+    """{clip_id: number of frames} of a split, without decoding any frame image."""
+    builder = load_builder(dataset_dir)
+    decoders = {"frames": tfds.decode.SkipDecoding()}
+    ds = builder.as_dataset(split=split, shuffle_files=False, decoders=decoders)
+    ds = ds.map(lambda ex: (ex["clip_id"], ex["num_frames"]))
+    return {cid.decode(): int(n) for cid, n in tfds.as_numpy(ds)}

@@ -166,7 +166,7 @@ def video_frames(step, params, schedule, key, videos: VideoBatch, motion) -> Ite
       videos: the batch, placed where the caller wants it.
       motion: the first frame's buffer (``init_motion_buffer``), placed likewise.
     """
-    num_frames = int(np.max(jax.device_get(videos.lengths)))
+    num_frames = int(np.max(parallel.to_host(videos.lengths)))
     pending = None
     for k in range(num_frames):
         frames, motion = step(params, schedule, key, videos, np.int32(k), motion)
@@ -181,6 +181,8 @@ def place(videos: VideoBatch, options: SamplingOptions, params, schedule: Schedu
 
     With a mesh the videos and their motion buffers are split over all its devices (the
     batch must divide evenly: ``VideoBatch.padded``); parameters and schedule are replicated.
+    The mesh may span several processes (training's sample strips): every process then
+    passes the same videos and takes part.
     """
     motion = init_motion_buffer(videos.identity, options.motion_frames, options.grayscale)
     if mesh is None:
@@ -190,10 +192,10 @@ def place(videos: VideoBatch, options: SamplingOptions, params, schedule: Schedu
     shardings = (
         jax.tree.map(lambda _: per_video, videos),
         per_video,
-        repl,
+        jax.tree.map(lambda _: repl, params),
         jax.tree.map(lambda _: repl, schedule),
     )
-    return jax.device_put((videos, motion, params, schedule), shardings)
+    return parallel.put((videos, motion, params, schedule), shardings)
 
 
 def sample_videos(
@@ -208,6 +210,8 @@ def sample_videos(
       videos: the inputs (``VideoBatch.create``).
       key: the job's PRNG key.
       mesh: a mesh to split the videos over (padded to its size, padding dropped), or None.
+        On a mesh over several processes every process calls this with the same inputs
+        and gets every frame.
 
     Returns:
       [V, max(lengths), H, W, 3] float32 numpy in [-1, 1] (frames past a video's length
@@ -220,7 +224,7 @@ def sample_videos(
     step = lambda *args: jitted_frame_step(apply_fn, options, *args)  # noqa: E731
     with jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext():
         frames = [
-            np.asarray(jax.device_get(f))[:num_videos]
+            parallel.to_host(f)[:num_videos]
             for _, f in video_frames(step, params, schedule, key, placed, motion)
         ]
     return np.stack(frames, axis=1)

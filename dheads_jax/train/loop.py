@@ -138,12 +138,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
     logger = monitor.MetricLogger(workdir, enabled=is_main)
     preemption = Preemption()
     samples = None
-    if config.train.sample_every and jax.process_count() > 1:
-        logging.warning(
-            "sample strips are single-host; train.sample_every is ignored on %d processes",
-            jax.process_count(),
-        )
-    elif config.train.sample_every:
+    if config.train.sample_every:
         samples = monitor.SampleWriter(workdir, config, dataset_dir, model, mesh)
     first_step = int(jax.device_get(state.step))
     last_saved = first_step if data_position is not None else None

@@ -124,7 +124,9 @@ class SampleWriter:
         self.dir = os.path.join(workdir, "samples")
         self.enabled = jax.process_index() == 0
         self.config = config
-        self.mesh = mesh
+        # One process samples the strip on its default device; several processes sample it
+        # together on the training mesh, where the parameters live.
+        self.mesh = mesh if jax.process_count() > 1 else None
         self.apply_fn = sampling.UNetApply(model)
         self.options = sampling.SamplingOptions.from_config(config, steps=config.train.sample_steps)
         clip = reader.load_clips(dataset_dir, "train", limit=1)[0]
@@ -135,8 +137,9 @@ class SampleWriter:
 
     def write(self, step: int, state) -> None:
         params = state.ema_params if state.ema_params is not None else state.params
+        # Every process takes part (the parameters may be sharded over all of them).
         video = sampling.sample_videos(
-            self.apply_fn, params, self.options, self.videos, jax.random.key(self.config.seed + 1)
+            self.apply_fn, params, self.options, self.videos, jax.random.key(self.config.seed + 1), self.mesh
         )
         if not self.enabled:
             return
