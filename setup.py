@@ -1,19 +1,21 @@
 """dheads_jax: Diffused Heads (talking-face diffusion) in JAX/Flax.
 
-Versions are pinned to a set that resolves together on Python 3.11 (jax 0.10.2
-is the last release for 3.11). Install for development with
+The JAX stack takes ranges (jax 0.10.2 on Python 3.11, 0.11-0.12 on the accelerator images'
+Python 3.12); constraints-cpu.txt pins the exact CPU set the test command runs. Install for development with
 ``pip install -e .[test]``; ``scripts/test.sh`` does that in a fresh venv.
 """
 
 from setuptools import find_packages, setup
 
 INSTALL_REQUIRES = [
-    "jax==0.10.2",
-    "jaxlib==0.10.2",
-    "flax==0.12.8",
-    "optax==0.2.8",
-    "orbax-checkpoint==0.12.8",
-    "ml_collections==1.1.0",
+    # Ranges: Python 3.11 resolves jax 0.10.2 (its last release for 3.11), accelerator images
+    # carry jax 0.11-0.12 on Python 3.12. The exact set the tests run on is constraints-cpu.txt.
+    "jax>=0.10.2,<0.13",
+    "jaxlib>=0.10.2,<0.13",
+    "flax>=0.12,<0.14",
+    "optax>=0.2.5,<0.3",
+    "orbax-checkpoint>=0.12,<0.14",
+    "ml_collections>=1.0,<2",
     "absl-py==2.5.1",
     "numpy>=2.0,<2.5",
     "tensorflow-cpu==2.21.0",
@@ -40,6 +42,9 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS = {
+    # JAX's own accelerator wheels, beside the CPU install: pip install -e ".[cuda]" / ".[tpu]".
+    "cuda": ["jax[cuda13]>=0.10.2,<0.13"],
+    "tpu": ["jax[tpu]>=0.10.2,<0.13"],
     # imageio-ffmpeg: an independent ffmpeg binary that tests decode our mp4s with.
     # import-linter: the layer contract in pyproject.toml, checked by scripts/test.sh.
     "test": ["pytest==9.2.0", "pytest-xdist", "ruff==0.17.6", "imageio-ffmpeg==0.8.1", "import-linter==2.17"],

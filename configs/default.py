@@ -50,6 +50,12 @@ def get_config():
     # [ours] start the audio scale/shift layers of every residual block at zero (official:
     # the default dense init), so that audio starts with no effect rather than a random one.
     config.model.zero_init_audio = False
+    # How attention is computed (the same function): "einsum" (explicit logits and softmax in
+    # float32) or "dot_product" (jax.nn.dot_product_attention, a fused kernel where XLA has one).
+    config.model.attention = "einsum"
+    # Recompute each residual block in the backward pass instead of storing its activations:
+    # less memory for a larger batch, about one more forward of compute.
+    config.model.remat = False
     config.model.dtype = "float32"  # compute dtype; "bfloat16" for mixed precision
     config.model.param_dtype = "float32"
 

@@ -11,7 +11,7 @@ OUT="${OUT:-demo_output}"
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-"$VENV/bin/python" -m pip install --quiet -e ".[eval]"
+"$VENV/bin/python" -m pip install --quiet -c constraints-cpu.txt -e ".[eval]"
 PY="$VENV/bin/python"
 export JAX_PLATFORMS=cpu
 

@@ -202,3 +202,44 @@ def test_zero_init_audio_starts_every_audio_scale_shift_layer_at_zero():
     for k, v in flat.items():
         if k not in audio_kernels:
             np.testing.assert_array_equal(v, official_flat[k])
+
+
+def _params_and_batch():
+    config = helpers.tiny_config()
+    params = helpers.perturbed(helpers.init_params(factory.build_unet(config), config))
+    return config, params, helpers.random_batch(config, 3, seed=4)
+
+
+def test_dot_product_attention_equals_the_einsum_path():
+    config, params, batch = _params_and_batch()
+    outs = {}
+    for impl in ("einsum", "dot_product"):
+        config.model.attention = impl
+        outs[impl] = np.asarray(
+            helpers.apply(factory.build_unet(config), params, batch, jnp.array([5, 500, 990]))
+        )
+    assert np.abs(outs["einsum"]).max() > 0.1
+    np.testing.assert_allclose(outs["dot_product"], outs["einsum"], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="unknown attention implementation"):
+        config.model.attention = "flash"
+        helpers.apply(factory.build_unet(config), params, batch, jnp.array([5, 500, 990]))
+
+
+def test_remat_changes_neither_the_output_nor_the_gradient():
+    config, params, batch = _params_and_batch()
+    schedule = build_schedule("cosine", 1000)
+    results = []
+    for remat in (False, True):
+        config.model.remat = remat
+        model = factory.build_unet(config)
+
+        def loss(p, model=model):
+            return diffusion_loss(
+                p, model, schedule, batch, jax.random.key(0), lambda_vlb=1e-4, lambda_ls=0.2
+            )[0]
+
+        results.append(jax.jit(jax.value_and_grad(loss))(params))
+    (l0, g0), (l1, g1) = results
+    np.testing.assert_allclose(l1, l0, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g1), strict=True):
+        np.testing.assert_allclose(b, a, atol=1e-6 * max(1.0, float(np.abs(a).max())), rtol=1e-5)

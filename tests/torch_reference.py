@@ -51,17 +51,23 @@ class ResBlock(nn.Module):
     """GN, SiLU, [resample], conv; GN then timestep and audio scale/shift; SiLU, dropout, conv; skip."""
 
     def __init__(
-        self, channels: int, out_channels: int, emb_channels: int, dropout: float, resample: str = ""
+        self,
+        channels: int,
+        out_channels: int,
+        emb_channels: int,
+        dropout: float,
+        resample: str = "",
+        num_groups: int = 32,
     ):
         super().__init__()
         self.resample = resample
         self.in_layers = nn.Sequential(
-            nn.GroupNorm(32, channels), nn.SiLU(), nn.Conv2d(channels, out_channels, 3, padding=1)
+            nn.GroupNorm(num_groups, channels), nn.SiLU(), nn.Conv2d(channels, out_channels, 3, padding=1)
         )
         self.t_emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_channels, 2 * out_channels))
         self.audio_emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_channels, 2 * out_channels))
         self.out_layers = nn.Sequential(
-            nn.GroupNorm(32, out_channels),
+            nn.GroupNorm(num_groups, out_channels),
             nn.SiLU(),
             nn.Dropout(dropout),
             nn.Conv2d(out_channels, out_channels, 3, padding=1),
@@ -85,10 +91,10 @@ class ResBlock(nn.Module):
 class AttentionBlock(nn.Module):
     """Self-attention over positions; fused 1x1 Conv1d projection laid out per head as [q, k, v]."""
 
-    def __init__(self, channels: int, head_channels: int):
+    def __init__(self, channels: int, head_channels: int, num_groups: int = 32):
         super().__init__()
         self.heads = channels // head_channels
-        self.norm = nn.GroupNorm(32, channels)
+        self.norm = nn.GroupNorm(num_groups, channels)
         self.qkv = nn.Conv1d(channels, 3 * channels, 1)
         self.proj_out = nn.Conv1d(channels, channels, 1)
 
@@ -130,6 +136,7 @@ class ReferenceUNet(nn.Module):
         motion_channels: int = 3,
         audio_context: int = 2,
         audio_dim: int = 256,
+        num_groups: int = 32,
     ):
         super().__init__()
         c = model_channels
@@ -144,31 +151,37 @@ class ReferenceUNet(nn.Module):
         skips, size = [ch], image_size
         for level, mult in enumerate(channel_mult):
             for _ in range(num_res_blocks):
-                layers = [ResBlock(ch, mult * c, emb, dropout)]
+                layers = [ResBlock(ch, mult * c, emb, dropout, num_groups=num_groups)]
                 ch = mult * c
                 if size in attention_resolutions:
-                    layers.append(AttentionBlock(ch, head_channels))
+                    layers.append(AttentionBlock(ch, head_channels, num_groups))
                 self.input_blocks.append(CondSequential(*layers))
                 skips.append(ch)
             if level != len(channel_mult) - 1:
-                self.input_blocks.append(CondSequential(ResBlock(ch, ch, emb, dropout, resample="down")))
+                self.input_blocks.append(
+                    CondSequential(ResBlock(ch, ch, emb, dropout, resample="down", num_groups=num_groups))
+                )
                 skips.append(ch)
                 size //= 2
         self.middle_block = CondSequential(
-            ResBlock(ch, ch, emb, dropout), AttentionBlock(ch, head_channels), ResBlock(ch, ch, emb, dropout)
+            ResBlock(ch, ch, emb, dropout, num_groups=num_groups),
+            AttentionBlock(ch, head_channels, num_groups),
+            ResBlock(ch, ch, emb, dropout, num_groups=num_groups),
         )
         self.output_blocks = nn.ModuleList()
         for level, mult in reversed(list(enumerate(channel_mult))):
             for i in range(num_res_blocks + 1):
-                layers = [ResBlock(ch + skips.pop(), mult * c, emb, dropout)]
+                layers = [ResBlock(ch + skips.pop(), mult * c, emb, dropout, num_groups=num_groups)]
                 ch = mult * c
                 if size in attention_resolutions:
-                    layers.append(AttentionBlock(ch, head_channels))
+                    layers.append(AttentionBlock(ch, head_channels, num_groups))
                 if level and i == num_res_blocks:
-                    layers.append(ResBlock(ch, ch, emb, dropout, resample="up"))
+                    layers.append(ResBlock(ch, ch, emb, dropout, resample="up", num_groups=num_groups))
                     size *= 2
                 self.output_blocks.append(CondSequential(*layers))
-        self.out = nn.Sequential(nn.GroupNorm(32, ch), nn.SiLU(), nn.Conv2d(ch, out_channels, 3, padding=1))
+        self.out = nn.Sequential(
+            nn.GroupNorm(num_groups, ch), nn.SiLU(), nn.Conv2d(ch, out_channels, 3, padding=1)
+        )
 
     def forward(
         self,
@@ -212,6 +225,7 @@ def from_config(config) -> ReferenceUNet:
         motion_channels=1 if d.grayscale_motion else 3,
         audio_context=d.audio_context,
         audio_dim=d.audio_dim,
+        num_groups=m.num_groups,
     )
 
 

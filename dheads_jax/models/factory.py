@@ -24,6 +24,8 @@ def build_unet(config: ml_collections.ConfigDict, dtype: str | None = None) -> U
         num_groups=m.num_groups,
         motion_mask=tuple(m.motion_mask),
         zero_init_audio=bool(m.zero_init_audio),
+        attention=m.attention,
+        remat=bool(m.remat),
         dtype=jnp.dtype(dtype or m.dtype),
         param_dtype=jnp.dtype(m.param_dtype),
     )

@@ -134,6 +134,7 @@ class AttentionBlock(nn.Module):
 
     head_channels: int = 64
     num_groups: int = 32
+    implementation: str = "einsum"
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -146,10 +147,19 @@ class AttentionBlock(nn.Module):
         h = group_norm(x, "norm", self.num_groups, **kw).reshape(b, hgt * wid, c)
         qkv = nn.Dense(3 * c, name="qkv", **kw)(h).reshape(b, hgt * wid, heads, 3 * self.head_channels)
         q, k, v = jnp.split(qkv, 3, axis=-1)
-        scale = 1.0 / math.sqrt(math.sqrt(self.head_channels))
-        logits = jnp.einsum("bthc,bshc->bhts", q * scale, k * scale)
-        weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(v.dtype)
-        a = jnp.einsum("bhts,bshc->bthc", weights, v).reshape(b, hgt * wid, c)
+        if self.implementation == "dot_product":
+            # jax.nn.dot_product_attention: the fused (cuDNN flash) kernel where XLA has one.
+            a = jax.nn.dot_product_attention(q, k, v, scale=1.0 / math.sqrt(self.head_channels))
+        elif self.implementation == "einsum":
+            scale = 1.0 / math.sqrt(math.sqrt(self.head_channels))
+            logits = jnp.einsum("bthc,bshc->bhts", q * scale, k * scale)
+            weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(v.dtype)
+            a = jnp.einsum("bhts,bshc->bthc", weights, v)
+        else:
+            raise ValueError(
+                f"unknown attention implementation {self.implementation!r}; use einsum or dot_product"
+            )
+        a = a.reshape(b, hgt * wid, c)
         out = nn.Dense(c, kernel_init=nn.initializers.zeros, name="proj_out", **kw)(a)
         return x + out.reshape(b, hgt, wid, c)
 
@@ -204,6 +214,8 @@ class UNet(nn.Module):
     num_groups: int = 32
     motion_mask: Sequence[float] = ()
     zero_init_audio: bool = False
+    attention: str = "einsum"
+    remat: bool = False
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -237,8 +249,11 @@ class UNet(nn.Module):
         m = jnp.moveaxis(motion, 1, 3).reshape(*motion.shape[0:1], *motion.shape[2:4], -1)
         h = jnp.concatenate([x_t, m, identity], axis=-1).astype(self.dtype)
 
+        # Rematerialised residual blocks keep only their inputs for the backward pass.
+        block = nn.remat(ResBlock, static_argnums=(4,)) if self.remat else ResBlock
+
         def res(out_ch, name, **updown):
-            blk = ResBlock(
+            blk = block(
                 out_ch,
                 self.dropout,
                 num_groups=self.num_groups,
@@ -250,7 +265,7 @@ class UNet(nn.Module):
             return lambda z: blk(z, t_emb, a_emb, train)
 
         def attn(name):
-            return AttentionBlock(self.head_channels, self.num_groups, name=name, **kw)
+            return AttentionBlock(self.head_channels, self.num_groups, self.attention, name=name, **kw)
 
         h = nn.Conv(c * self.channel_mult[0], (3, 3), padding=1, name="input_blocks_0_0", **kw)(h)
         skips = [h]

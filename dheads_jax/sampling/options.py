@@ -13,7 +13,6 @@ import dataclasses
 import ml_collections
 import numpy as np
 
-from dheads_jax.data.audio import AudioEncoderSpec
 from dheads_jax.diffusion.chain import SAMPLERS
 from dheads_jax.diffusion.gaussian import PARAMETRIZATIONS
 from dheads_jax.diffusion.schedule import Schedule, build_schedule
@@ -97,6 +96,10 @@ class SamplingOptions:
         guidance = float(s["audio_guidance"])
         null_audio = None
         if guidance != 1.0:
+            # Imported here: the audio stack (librosa) is needed only for the silence embedding,
+            # so a bare accelerator image can build options without it.
+            from dheads_jax.data.audio import AudioEncoderSpec
+
             silence = AudioEncoderSpec.from_data_config(config.data).silence_embedding()
             null_audio = tuple(float(v) for v in np.asarray(silence, np.float32))
         return cls(
