@@ -53,7 +53,7 @@ flags.DEFINE_integer("step", None, "Checkpoint step to export (default: latest).
 
 SAMPLING_HELP = {
     "steps": "Denoising steps per frame.",
-    "sampler": "ddpm (official) or ddim.",
+    "sampler": "ddpm (official), ddim, or dpmpp (DPM-Solver++(2M), deterministic, few steps).",
     "eta": "DDIM noise scale (0 is deterministic).",
     "audio_guidance": "[ours] classifier-free guidance scale on the audio, silence as the null; 1 is off.",
     "shared_noise": "[ours] every frame of a video starts from the same noise; off draws fresh noise per frame.",

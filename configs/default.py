@@ -111,7 +111,7 @@ def get_config():
     # Sampling (docs/method.md, section 6).
     config.sampling = ml_collections.ConfigDict()
     config.sampling.steps = 100
-    config.sampling.sampler = "ddpm"  # or "ddim"
+    config.sampling.sampler = "ddpm"  # or "ddim", or "dpmpp" (DPM-Solver++(2M), ours)
     config.sampling.eta = 0.0  # DDIM only
     # [ours] classifier-free guidance on the audio: each step uses
     # pred(silence) + g (pred(audio) - pred(silence)); 1.0 (official) is off, > 1 exaggerates

@@ -392,7 +392,7 @@ def test_video_batch_rejects_bad_lengths():
 
 
 @pytest.mark.parametrize("parametrization", ["eps", "v"])
-@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpmpp"])
 @pytest.mark.parametrize("steps", [25, 100])
 def test_a_perfect_denoiser_recovers_the_clean_frame(sampler, steps, parametrization):
     """With eps_hat = (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t) on the ORIGINAL timestep, the
@@ -466,3 +466,33 @@ def test_audio_guidance_changes_a_video_only_through_the_audio(setup):
         run(audio, audio_guidance=2.0)
     with pytest.raises(ValueError, match="null_audio"):
         run(audio, audio_guidance=2.0, null_audio=(0.0, 0.0, 0.0))
+
+
+def test_dpmpp_first_order_is_ddim_and_its_second_order_uses_the_previous_prediction():
+    """DPM-Solver++(2M): with D = x0_hat (the first step, or x0_prev equal to x0_hat) a step
+    is DDIM with eta 0; otherwise it extrapolates from the previous prediction."""
+    from dheads_jax.diffusion.gaussian import ddim_step, dpmpp_2m_step, p_mean_variance
+
+    schedule = build_schedule("cosine", 1000, 10)
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(2, 4, 4, 3)), jnp.float32)
+    out = jnp.asarray(rng.normal(size=(2, 4, 4, 6)), jnp.float32)
+    other = jnp.asarray(rng.uniform(-1, 1, (2, 4, 4, 3)), jnp.float32)
+    for j in range(10):
+        t = jnp.full((2,), j, jnp.int32)
+        x0 = p_mean_variance(schedule, out, x, t)["pred_xstart"]
+        ddim, _ = ddim_step(schedule, out, x, t, jnp.zeros_like(x), eta=0.0)
+        first, pred = dpmpp_2m_step(schedule, out, x, t, x0)
+        np.testing.assert_array_equal(pred, x0)
+        np.testing.assert_allclose(first, ddim, atol=2e-5, rtol=1e-5)
+        second, _ = dpmpp_2m_step(schedule, out, x, t, other)
+        if j == 9:  # the chain's first step has no previous prediction: first order
+            np.testing.assert_allclose(second, ddim, atol=2e-5, rtol=1e-5)
+        elif j == 0:  # the last step returns the clamped x0_hat
+            np.testing.assert_array_equal(second, x0)
+        else:
+            assert float(jnp.abs(second - ddim).max()) > 1e-3
+            assert bool(jnp.all(jnp.isfinite(second)))
+    with pytest.raises(ValueError, match="unknown sampler"):
+        make_options(sampler="dpm")
+    assert make_options(sampler="dpmpp").sampler == "dpmpp"

@@ -19,11 +19,11 @@ from typing import Any, Protocol
 import jax
 import jax.numpy as jnp
 
-from dheads_jax.diffusion.gaussian import ddim_step, ddpm_step, output_to_eps
+from dheads_jax.diffusion.gaussian import ddim_step, ddpm_step, dpmpp_2m_step, output_to_eps
 from dheads_jax.diffusion.schedule import Schedule
 
 ApplyFn = Callable[..., jax.Array]
-SAMPLERS = ("ddpm", "ddim")
+SAMPLERS = ("ddpm", "ddim", "dpmpp")
 
 
 class ChainOptions(Protocol):
@@ -65,9 +65,14 @@ def step_noise(keys: jax.Array, step, shape: tuple[int, ...]) -> jax.Array:
 
 
 def reverse_step(sampler: str, eta: float):
-    """(schedule, model_output, x_t, t_index, noise) -> (x_prev, pred_xstart) for ``sampler``."""
+    """(schedule, model_output, x_t, t_index, noise) -> (x_prev, pred_xstart) for ``sampler``.
+
+    For "dpmpp" the last argument is the previous step's x0_hat instead of noise.
+    """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; expected one of {SAMPLERS}")
+    if sampler == "dpmpp":
+        return dpmpp_2m_step
     if sampler == "ddpm":
         return ddpm_step
     return functools.partial(ddim_step, eta=eta)
@@ -129,7 +134,7 @@ def sample_frame(
       condition: (identity [B, H, W, 3] in [-1, 1], motion [B, m_x, H, W, mc] oldest
         first, audio [B, 2 m_y + 1, D] the frame's audio window).
       options: the sampler ("ddpm", the official ancestral sampler with the learned
-        variance, or "ddim"), DDIM's eta, the parametrization ("eps" or "v") and the audio
+        variance, "ddim" or "dpmpp", DPM-Solver++(2M)), DDIM's eta, the parametrization ("eps" or "v") and the audio
         guidance scale with its null audio.
       return_trajectory: also return x after every step.
 
@@ -145,7 +150,11 @@ def sample_frame(
     shape = (identity.shape[1], identity.shape[2], 3)
     x_T = step_noise(keys, n, shape)
 
-    def body(x, j):
+    multistep = options.sampler == "dpmpp"
+
+    def body(carry, j):
+        # DPM-Solver++ carries the previous x0_hat instead of drawing noise.
+        x, x0_prev = carry
         t_index = jnp.full((batch,), j, jnp.int32)
         timesteps = jnp.full((batch,), schedule.timesteps[j], jnp.int32)
         out = guided_output(
@@ -160,8 +169,9 @@ def sample_frame(
             options.audio_guidance,
         )
         out = output_to_eps(schedule, out, x, t_index, options.parametrization)
-        x_prev, _ = step_fn(schedule, out, x, t_index, step_noise(keys, j, shape))
-        return x_prev, (x_prev if return_trajectory else None)
+        x_prev, x0 = step_fn(schedule, out, x, t_index, x0_prev if multistep else step_noise(keys, j, shape))
+        return (x_prev, x0 if multistep else x0_prev), (x_prev if return_trajectory else None)
 
-    x_0, trajectory = jax.lax.scan(body, x_T, jnp.arange(n - 1, -1, -1, dtype=jnp.int32))
+    init = (x_T, jnp.zeros_like(x_T) if multistep else None)
+    (x_0, _), trajectory = jax.lax.scan(body, init, jnp.arange(n - 1, -1, -1, dtype=jnp.int32))
     return (x_0, trajectory) if return_trajectory else x_0

@@ -242,3 +242,35 @@ def ddim_step(s: Schedule, model_output, x_t, t, noise, eta: float = 0.0):
     sigma = eta * jnp.sqrt((1 - abar_prev) / (1 - abar)) * jnp.sqrt(1 - abar / abar_prev)
     mean = out["pred_xstart"] * jnp.sqrt(abar_prev) + jnp.sqrt(1 - abar_prev - sigma**2) * eps
     return mean + _nonzero(t) * sigma * noise, out["pred_xstart"]
+
+
+def dpmpp_2m_step(s: Schedule, model_output, x_t, t, x0_prev):
+    """One DPM-Solver++(2M) step x_t -> x_{t-1} on the clamped x0 prediction [ours].
+
+    With alpha = sqrt(abar), sigma = sqrt(1 - abar), lambda = log(alpha / sigma) and
+    h = lambda_{t-1} - lambda_t:
+    x_{t-1} = (sigma_{t-1} / sigma_t) x_t - alpha_{t-1} (exp(-h) - 1) D, where D is the
+    clamped x0_hat at the chain's first step (first order: exactly DDIM with eta 0) and
+    (1 + 1/(2r)) x0_hat - 1/(2r) x0_prev after it, r = h_prev / h (second order, multistep).
+    At t = 0 it returns the clamped x0_hat, as the other samplers do. Deterministic.
+
+    Args:
+      s: the (respaced) schedule; t: [B] indices into it (the scan goes n-1 .. 0).
+      model_output: [B, H, W, 6]; x_t: [B, H, W, 3].
+      x0_prev: [B, H, W, 3] the x0_hat of the step before (ignored at the first step).
+
+    Returns:
+      (x_prev, pred_xstart), both [B, H, W, 3].
+    """
+    x0 = p_mean_variance(s, model_output, x_t, t)["pred_xstart"]
+    last = s.num_steps - 1
+    abar = extract(s.alphas_cumprod, t)
+    abar_next = extract(s.alphas_cumprod_prev, t)
+    abar_before = extract(s.alphas_cumprod, jnp.minimum(t + 1, last))
+    lam = lambda a: 0.5 * (jnp.log(a) - jnp.log1p(-a))  # noqa: E731
+    h = lam(abar_next) - lam(abar)
+    r = (lam(abar) - lam(abar_before)) / h
+    second = (t < last)[:, None, None, None]
+    d = jnp.where(second, (1 + 0.5 / r) * x0 - (0.5 / r) * x0_prev, x0)
+    x_prev = jnp.sqrt((1 - abar_next) / (1 - abar)) * x_t - jnp.sqrt(abar_next) * jnp.expm1(-h) * d
+    return jnp.where((t == 0)[:, None, None, None], x0, x_prev), x0
