@@ -41,6 +41,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from benchmarks import common  # noqa: E402
 from dheads_jax.diffusion import schedule_from_config  # noqa: E402
 from dheads_jax.diffusion.chain import frame_keys, sample_frame  # noqa: E402
 from dheads_jax.models import factory  # noqa: E402
@@ -49,6 +50,7 @@ from dheads_jax.sampling.video import UNetApply, VideoBatch, jitted_frame_step, 
 from dheads_jax.train import optimizer  # noqa: E402
 from dheads_jax.train.state import init_state  # noqa: E402
 from dheads_jax.train.step import make_train_step  # noqa: E402
+from tests import helpers  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", os.path.join(ROOT, "configs", "crema.py"), "Model config."
@@ -64,26 +66,6 @@ flags.DEFINE_string("output", None, "Report file (default benchmarks/results/acc
 FLAGS = flags.FLAGS
 
 
-def fastest(fn, *args, repeats: int = 3) -> float:
-    """Fastest of ``repeats`` timed calls after one warm-up; blocks on the result."""
-    jax.block_until_ready(fn(*args))
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
-def matmul_peak(on_cpu: bool) -> float:
-    """FLOP/s of a square matrix product in the benchmark's compute dtype."""
-    n = 1024 if on_cpu else 8192
-    dtype = jnp.float32 if on_cpu else jnp.bfloat16
-    a = jnp.ones((n, n), dtype)
-    f = jax.jit(lambda x, y: x @ y)
-    return 2 * n**3 / fastest(f, a, a, repeats=5)
-
-
 def peak_memory() -> str:
     stats = jax.devices()[0].memory_stats() or {}
     peak = stats.get("peak_bytes_in_use")
@@ -96,20 +78,6 @@ def compiled_flops(lowered) -> float:
     return float(cost["flops"])
 
 
-def random_batch(config, batch: int, seed: int = 0) -> dict:
-    rng = np.random.default_rng(seed)
-    specs = factory.input_specs(config, batch)
-    s = config.data.image_size
-    out = {k: rng.uniform(-1, 1, v.shape).astype(np.float32) for k, v in specs.items() if k != "timesteps"}
-    return dict(
-        target=out["x_t"],
-        identity=out["identity"],
-        motion=out["motion"],
-        audio=out["audio"],
-        mouth_box=np.tile(np.array([[s // 2, s - 4, s // 4, 3 * s // 4]], np.int32), (batch, 1)),
-    )
-
-
 def train_row(config, batch: int, remat: bool, peak: float) -> list[str]:
     config = config.copy_and_resolve_references()
     config.model.remat = remat
@@ -119,7 +87,7 @@ def train_row(config, batch: int, remat: bool, peak: float) -> list[str]:
     step = make_train_step(model, schedule_from_config(config.diffusion), tx, lr_fn, config)
     params = jax.jit(lambda k: model.init(k, **factory.dummy_inputs(config, 1))["params"])(jax.random.key(0))
     state = init_state(params, tx, ema=False)
-    data = jax.device_put(random_batch(config, batch))
+    data = jax.device_put(helpers.random_batch(config, batch))
     t0 = time.perf_counter()
     lowered = jax.jit(step, donate_argnums=(0,)).lower(state, data)
     compiled = lowered.compile()
@@ -152,7 +120,7 @@ def sampling_rows(config, params, batches, steps: int) -> list[list[str]]:
     apply_fn = UNetApply(model)
     rows = []
     for b in batches:
-        inputs = random_batch(config, b)
+        inputs = helpers.random_batch(config, b)
         keys = frame_keys(jax.random.key(0), jnp.arange(b), 0)
         cond = (inputs["identity"], inputs["motion"], inputs["audio"])
         per_step = {}
@@ -162,7 +130,7 @@ def sampling_rows(config, params, batches, steps: int) -> list[list[str]]:
                 opts = opts.replace(audio_guidance=2.0, null_audio=(0.0,) * config.data.audio_dim)
             schedule = opts.make_schedule()
             chain = jax.jit(lambda p, k, c, o=opts, s=schedule: sample_frame(apply_fn, p, s, k, c, o))
-            per_step[guided] = fastest(chain, params, keys, cond, repeats=2) / steps
+            per_step[guided] = common.time_call(chain, params, keys, cond, min_seconds=0.5) / steps
         for guided, s in per_step.items():
             video_s = {n: 25 * n * s / b for n in (100, 25, 10)}
             rows.append(
@@ -294,7 +262,12 @@ def main(argv):
     sample_batches = [int(b) for b in FLAGS.sample_batches or (["1", "2"] if on_cpu else ["1", "8", "32"])]
     steps = FLAGS.timed_steps or (2 if on_cpu else 10)
     start = time.perf_counter()
-    peak = matmul_peak(on_cpu)
+    # The roof MFU is measured against: a large matrix product in the compute dtype.
+    peak = (
+        common.matmul_peak_gflops(1024, jnp.float32) * 1e9
+        if on_cpu
+        else common.matmul_peak_gflops(8192, jnp.bfloat16) * 1e9
+    )
     model = factory.build_unet(config)
     params = jax.jit(lambda k: model.init(k, **factory.dummy_inputs(config, 1))["params"])(jax.random.key(0))
     n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
@@ -325,10 +298,10 @@ def main(argv):
     if FLAGS.torch:
         # One denoising step of ours at the reference's batch: a forward pass.
         b = train_batches[0]
-        x = {k: v for k, v in random_batch(config, b).items() if k != "mouth_box" and k != "target"}
+        x = helpers.random_batch(config, b)
         t = jnp.full((b,), 500, jnp.int32)
         apply_fn = jax.jit(UNetApply(model))
-        step_s = fastest(apply_fn, params, jnp.asarray(random_batch(config, b)["target"]), t, *x.values())
+        step_s = common.time_call(apply_fn, params, x["target"], t, x["identity"], x["motion"], x["audio"])
         compile_too = FLAGS.torch_compile if FLAGS.torch_compile is not None else not on_cpu
         rows += torch_rows(config, b, train_s, step_s, compile_too)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from benchmarks import common  # noqa: E402
 from configs import test as test_config  # noqa: E402
 from dheads_jax import export  # noqa: E402
 from dheads_jax.data import cache  # noqa: E402
-from tests.helpers import random_params  # noqa: E402
+from tests import helpers  # noqa: E402
 
 flags.DEFINE_integer("steps", 10, "Denoising steps per frame.")
 flags.DEFINE_integer("repeats", 2, "Runs of each process count.")
@@ -38,12 +37,6 @@ flags.DEFINE_string("output", os.path.join(ROOT, "benchmarks", "results", "sampl
 FLAGS = flags.FLAGS
 
 ELAPSED = re.compile(r"sampling.*: (\d+)/(\d+) frames .*elapsed (?:(\d+)h)?(\d+)m(\d+)s")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sampling_seconds(stderr: str) -> float:
@@ -64,7 +57,7 @@ def run(export_dir: str, dataset: str, out: str, processes: int) -> tuple[float,
         f"--output_dir={out}",
         f"--steps={FLAGS.steps}",
     ]
-    port = free_port()
+    port = helpers.free_port()
     extra = lambda i: (
         []
         if processes == 1
@@ -98,7 +91,7 @@ def main(argv):
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         export_dir = export.write_export(
-            os.path.join(tmp, "export"), random_params(config), config, weights="raw", provenance={}
+            os.path.join(tmp, "export"), helpers.random_params(config), config, weights="raw", provenance={}
         )
         for processes in (1, 2):
             walls, balances, count = [], [], 0

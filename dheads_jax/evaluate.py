@@ -426,9 +426,7 @@ def evaluate(generated_dir: str, reference: str, output_dir: str, split: str = "
         videos=results,
     )
     if index != 0:
-        return report.to_json(
-            {**result, "videos": [{k: v for k, v in x.items() if k != "thumbs"} for x in results]}
-        )
+        return report.json_content(result)
     return report.write_report(result, output_dir)
 
 

@@ -11,10 +11,8 @@ import contextlib
 import csv
 import dataclasses
 import functools
-import glob
 import json
 import os
-import shutil
 
 import jax
 import ml_collections
@@ -218,7 +216,7 @@ class Sampler:
         for b in range(0, len(jobs), batch_size):
             batch = jobs[b : b + batch_size]
             for j in batch:
-                remove_stale_temporaries(j.output)
+                media.remove_temporaries(j.output)
             writers = [media.make_writer(j.output, j.waveform, upscale) for j in batch]
             try:
                 for _, frames, active in self.frames(batch, length, batch_size):
@@ -233,16 +231,6 @@ class Sampler:
                 raise
             logging.info("wrote %s", ", ".join(j.output for j in batch))
         return written
-
-
-def remove_stale_temporaries(output: str) -> None:
-    """Deletes what an interrupted run left of ``output``: its temporary files (``media.temp_name``)."""
-    root, ext = os.path.splitext(output)
-    for path in glob.glob(glob.escape(root) + ".tmp-*" + glob.escape(ext)):
-        if os.path.isdir(path):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            os.remove(path)
 
 
 EXPECTED_ERRORS = (InputError, export.ExportError, media.MediaError)
@@ -288,7 +276,7 @@ class Summary:
         return [r for r in self.report if r["status"] == "failed"]
 
 
-def single_job(sampler: Sampler, request: Request) -> tuple[list[Job], list[dict]]:
+def single_job(sampler: Sampler, request: Request) -> list[Job]:
     if not (request.id_image and request.audio and request.output):
         raise InputError("one video needs --id_image, --audio and --output")
     identity = load_identity(request.id_image, sampler.image_size)
@@ -296,7 +284,7 @@ def single_job(sampler: Sampler, request: Request) -> tuple[list[Job], list[dict
         request.audio, sampler.encoder, request.audio_embeddings, request.audio_encoder_file
     )
     media.check_writable(request.output)
-    return [Job(identity, emb, waveform, request.output, 0)], []
+    return [Job(identity, emb, waveform, request.output, 0)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -460,7 +448,7 @@ def run(
     if not request.is_set:
         if jax.process_count() > 1:
             raise InputError("one video (--id_image, --audio, --output) runs on one process; use a manifest")
-        jobs, _ = single_job(sampler, request)
+        jobs = single_job(sampler, request)
         written = sampler.run(jobs, batch_size, upscale)
         return Summary([dict(output=written[0], status="written")], f"wrote {written[0]}")
 

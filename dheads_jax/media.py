@@ -19,6 +19,7 @@ preparation's skip report records it) and whose text names the file.
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 from fractions import Fraction
@@ -250,6 +251,16 @@ def temp_name(path: str) -> str:
     """A sibling temporary name with the same extension (so containers are inferred)."""
     root, ext = os.path.splitext(path)
     return f"{root}.tmp-{os.getpid()}{ext}"
+
+
+def remove_temporaries(path: str) -> None:
+    """Deletes what an interrupted writer left of ``path``: its ``temp_name`` files or folders."""
+    root, ext = os.path.splitext(path)
+    for tmp in glob.glob(glob.escape(root) + ".tmp-*" + glob.escape(ext)):
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            os.remove(tmp)
 
 
 def check_writable(path: str) -> None:

@@ -111,3 +111,12 @@ def random_params(config, seed=0, gain=0.5):
         return (base + 0.1 * rng.standard_normal(leaf.shape)).astype(np.float32)
 
     return jax.tree_util.tree_map_with_path(init, factory.param_shapes(config))
+
+
+def free_port() -> int:
+    """A TCP port free on localhost now, for a jax.distributed coordinator."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -161,9 +160,7 @@ def test_two_processes_give_the_one_process_report(tiny_set, tmp_path):
     proc = run(*common, f"--output={one}", "--fid_frames_per_video=2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     two = tmp_path / "two"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = helpers.free_port()
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
     procs = [
         subprocess.Popen(

@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -54,14 +53,8 @@ def env():
     return e
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def two_processes(tiny_export, dataset, out):
-    port = free_port()
+    port = helpers.free_port()
     procs = [
         subprocess.Popen(
             command(

@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -121,14 +120,8 @@ def test_sigterm_and_restart_resume_exactly(reference_run, tmp_path):
         np.testing.assert_array_equal(x, y)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def launch_two_processes(workdir):
-    port = free_port()
+    port = helpers.free_port()
     procs = [
         subprocess.Popen(
             train_cmd(
@@ -157,7 +150,7 @@ def test_two_processes_train_and_one_process_restores(tmp_path):
     workdir = str(tmp_path / "multi")
     codes, errs = launch_two_processes(workdir)
     if codes != [0, 0]:
-        # The port chosen by free_port() can be taken before the coordinator binds it, and a
+        # The port chosen by helpers.free_port() can be taken before the coordinator binds it, and a
         # heavily loaded machine can miss coordination heartbeats: say so, then try once more.
         warnings.warn(
             f"two-process run failed ({codes}), retrying; stderr tails: {[e[-1500:] for e in errs]}",

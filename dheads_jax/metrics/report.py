@@ -253,6 +253,13 @@ def plot_frame_grid(videos: list[dict], path: str) -> None:
     _replace(path, lambda p: fig.savefig(p, format="png", dpi=100, bbox_inches="tight"))
 
 
+def json_content(result: dict) -> dict:
+    """The report as JSON values: the evaluation result without the videos' ``thumbs`` frames."""
+    return to_json(
+        {**result, "videos": [{k: v for k, v in x.items() if k != "thumbs"} for x in result["videos"]]}
+    )
+
+
 def write_report(result: dict, output_dir: str) -> dict:
     """Writes report.json, report.md and the PNGs; returns the JSON content as a dict.
 
@@ -265,7 +272,7 @@ def write_report(result: dict, output_dir: str) -> dict:
     plot_per_frame(videos, os.path.join(output_dir, "per_frame_metrics.png"))
     plot_mouth_opening(videos, os.path.join(output_dir, "mouth_opening.png"))
     plot_frame_grid(videos, os.path.join(output_dir, "frame_grid.png"))
-    content = to_json({**result, "videos": [{k: v for k, v in x.items() if k != "thumbs"} for x in videos]})
+    content = json_content(result)
 
     def write_json(p):
         with open(p, "w", encoding="utf-8") as f:
