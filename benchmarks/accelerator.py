@@ -1,7 +1,7 @@
 """Training and sampling speed and memory on whatever device JAX sees, beside the PyTorch reference.
 
   python -m benchmarks.accelerator                          # configs/crema.py, bf16: one GPU/TPU, < 8 min
-  python -m benchmarks.accelerator --config=configs/test.py # the same table on a CPU in about a minute
+  python -m benchmarks.accelerator --config=configs/test.py # the same table on a CPU in about 1.5 minutes
 
 Imports only jax, flax, optax, numpy, ml_collections and the package's model, diffusion,
 training-step and sampling code (plus torch for the reference rows, when it is installed):
