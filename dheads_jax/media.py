@@ -20,6 +20,7 @@ preparation's skip report records it) and whose text names the file.
 from __future__ import annotations
 
 import glob
+import io
 import os
 import shutil
 from fractions import Fraction
@@ -28,7 +29,7 @@ import av
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from dheads_jax import imaging
+from dheads_jax import files, imaging
 
 FPS = 25
 SAMPLE_RATE = 16000
@@ -65,7 +66,9 @@ class MediaError(ValueError):
 
 def _open(path: str):
     try:
-        return av.open(path)
+        if files.is_remote(path):  # gs:// and the like: read whole through TensorFlow's gfile
+            return av.open(io.BytesIO(files.read_bytes(path)))
+        return av.open(files.local(path))
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
         raise MediaError("corrupt", f"FFmpeg cannot open the file: {e}", path) from e
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import posixpath
 import re
 
+from dheads_jax import files
 from dheads_jax.media import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, MediaError
 
 # Files that may sit beside the clips and are not clips (documentation, lists, embeddings).
@@ -65,11 +67,8 @@ def read_file_list(path: str) -> list[str]:
     last line may or may not end with a newline (the official loader cut 5 characters per
     line and so lost the extension of an unterminated last line).
     """
-    with open(path, encoding="utf-8") as f:
-        lines = [line.strip() for line in f]
-    paths = [
-        os.path.normpath(line).replace(os.sep, "/") for line in lines if line and not line.startswith("#")
-    ]
+    lines = [line.strip() for line in files.read_text(path).splitlines()]
+    paths = [posixpath.normpath(line) for line in lines if line and not line.startswith("#")]
     return [p[2:] if p.startswith("./") else p for p in paths]
 
 
@@ -78,10 +77,10 @@ def split_of_file_list(spec: str) -> tuple[str, str]:
 
     ``file_list_train.txt`` -> train, ``file_list_crema_test.txt`` -> test, else the stem.
     """
-    if "=" in spec:
+    if "=" in spec and not spec.split("=", 1)[0].count("/"):
         name, path = spec.split("=", 1)
         return name, path
-    stem = os.path.splitext(os.path.basename(spec))[0]
+    stem = posixpath.splitext(posixpath.basename(spec))[0]
     stem = stem.removeprefix("file_list_")
     last = stem.rsplit("_", 1)[-1]
     return (last if last in SPLIT_NAMES else stem), spec
@@ -90,33 +89,52 @@ def split_of_file_list(spec: str) -> tuple[str, str]:
 def walk_videos(videos_dir: str, exclude: str | None = None) -> tuple[list[str], list[str]]:
     """Sorted relative paths under ``videos_dir``: (video files, files that are not videos).
 
-    Hidden files, files under ``exclude`` (a parallel audio folder inside the videos folder)
-    and documentation-like files (IGNORED_EXTENSIONS) are left out of both lists.
+    Hidden files and folders, files under ``exclude`` (a parallel audio folder inside the
+    videos folder) and documentation-like files (IGNORED_EXTENSIONS) are left out of both.
+    Works on any path ``dheads_jax.files`` reads (local, gs://, ...).
     """
     videos, others = [], []
-    exclude = os.path.abspath(exclude) if exclude else None
-    for root, dirs, files in os.walk(videos_dir):
-        dirs[:] = sorted(
-            d for d in dirs if not d.startswith(".") and os.path.abspath(os.path.join(root, d)) != exclude
+    exclude = files.absolute(exclude).rstrip("/") if exclude else None
+    root = files.absolute(videos_dir).rstrip("/")
+
+    def skip_dir(path: str) -> bool:
+        return (
+            posixpath.basename(path.rstrip("/")).startswith(".")
+            or files.absolute(path).rstrip("/") == exclude
         )
-        for name in sorted(files):
-            ext = os.path.splitext(name)[1].lower()
+
+    for folder, _, names in files.walk(root, skip_dir):
+        prefix = folder[len(root) :].strip("/").replace(os.sep, "/")
+        for name in names:
+            ext = posixpath.splitext(name)[1].lower()
             if name.startswith(".") or ext in IGNORED_EXTENSIONS:
                 continue
-            rel = os.path.relpath(os.path.join(root, name), videos_dir).replace(os.sep, "/")
+            rel = f"{prefix}/{name}" if prefix else name
             (videos if ext in VIDEO_EXTENSIONS else others).append(rel)
     return sorted(videos), sorted(others)
 
 
-def find_audio(audio_dir: str | None, relative_path: str) -> str | None:
-    """The parallel audio file of a clip: same relative path, any audio extension."""
+def audio_index(audio_dir: str | None) -> dict[str, str]:
+    """Relative path without extension -> audio file, from one walk of ``audio_dir``.
+
+    When several audio files share a stem, the first of AUDIO_EXTENSIONS wins (lower case
+    before upper case).
+    """
     if not audio_dir:
-        return None
-    stem = os.path.join(audio_dir, os.path.splitext(relative_path)[0])
-    for ext in AUDIO_EXTENSIONS + tuple(e.upper() for e in AUDIO_EXTENSIONS):
-        if os.path.isfile(stem + ext):
-            return stem + ext
-    return None
+        return {}
+    root = files.absolute(audio_dir).rstrip("/")
+    rank = {ext: i for i, ext in enumerate(AUDIO_EXTENSIONS + tuple(e.upper() for e in AUDIO_EXTENSIONS))}
+    found: dict[str, tuple[int, str]] = {}
+    for folder, _, names in files.walk(root):
+        prefix = folder[len(root) :].strip("/").replace(os.sep, "/")
+        for name in names:
+            stem, ext = posixpath.splitext(name)
+            if ext not in rank:
+                continue
+            key = f"{prefix}/{stem}" if prefix else stem
+            if key not in found or rank[ext] < found[key][0]:
+                found[key] = (rank[ext], files.join(folder, name))
+    return {key: path for key, (_, path) in found.items()}
 
 
 def speaker_of(relative_path: str, pattern: str | None = None) -> str:
@@ -129,24 +147,70 @@ def speaker_of(relative_path: str, pattern: str | None = None) -> str:
     return parts[0] if len(parts) > 1 else "unknown"
 
 
+# ----------------------------------------------------------------------------- layouts
+
+LAYOUTS = ("flat", "lrw", "voxceleb")
+# LRW: WORD/{train,val,test}/WORD_NNNNN.mp4 (the word is repeated in the file name).
+_LRW = re.compile(r"^(?P<word>[^/]+)/(?P<split>train|val|test)/(?P=word)_(?P<num>\d+)\.[^/.]+$")
+# VoxCeleb1/2: idNNNNN/VIDEO/NNNNN.mp4, optionally under the archives' dev/ or test/ (and mp4/).
+_VOXCELEB = re.compile(
+    r"^(?:(?P<part>dev|test)/(?:mp4/|video/)?)?(?P<speaker>id\d+)/(?P<video>[^/]+)/(?P<num>\d+)\.[^/.]+$"
+)
+LAYOUT_FORMS = {
+    "lrw": "WORD/{train,val,test}/WORD_NNNNN.mp4",
+    "voxceleb": "[dev/|test/[mp4/]]idNNNNN/VIDEO/NNNNN.mp4",
+}
+
+
+def parse_layout(layout: str, relative_path: str) -> tuple[str | None, str | None]:
+    """(split, speaker) a folder layout gives a clip; None where the layout says nothing.
+
+    * ``flat``: no split; the speaker is the first folder (``speaker_of``).
+    * ``lrw``: the split is the folder after the word; LRW has no speaker labels ("unknown").
+    * ``voxceleb``: the speaker is the ``idNNNNN`` folder; the split is "test" under a
+      ``test/`` archive folder, else "train".
+
+    Raises:
+      ValueError: the path does not have the layout's form.
+    """
+    if layout == "flat":
+        return None, speaker_of(relative_path)
+    if layout == "lrw":
+        m = _LRW.match(relative_path)
+        if m:
+            return m.group("split"), "unknown"
+    elif layout == "voxceleb":
+        m = _VOXCELEB.match(relative_path)
+        if m:
+            return ("test" if m.group("part") == "test" else "train"), m.group("speaker")
+    else:
+        raise ValueError(f"unknown layout {layout!r}; choose one of {LAYOUTS}")
+    raise ValueError(f"not in the {layout} layout ({LAYOUT_FORMS[layout]})")
+
+
 def collect_clips(
     videos_dir: str,
     file_lists: list[str] | tuple[str, ...] = (),
     audio_dir: str | None = None,
     speaker_pattern: str | None = None,
+    layout: str = "flat",
 ) -> tuple[list[ClipSource], list[Skip]]:
     """Candidate clips per split, and the files rejected before decoding.
 
     Args:
-      videos_dir: folder of clips.
-      file_lists: ``--file_list`` entries; none means every video under ``videos_dir`` goes
-        to the split "train".
+      videos_dir: folder of clips (local, gs://, any path TensorFlow's file system reads).
+      file_lists: ``--file_list`` entries; they name the splits. Without them the layout
+        does (``parse_layout``), and under the flat layout every video goes to "train".
       audio_dir: optional parallel folder of audio files.
-      speaker_pattern: optional regex for the speaker id.
+      speaker_pattern: optional regex for the speaker id; wins over the layout's speaker.
+      layout: "flat", "lrw" or "voxceleb" (``parse_layout``).
 
     Returns:
-      (sources, skips): skips are missing listed files and non-video files in the folder.
+      (sources, skips): skips are missing listed files, non-video files in the folder and
+      (with a layout) paths that do not have its form ("bad_layout").
     """
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; choose one of {LAYOUTS}")
     sources, skips = [], []
     if file_lists:
         listed = []
@@ -155,29 +219,34 @@ def collect_clips(
             listed += [(split, rel) for rel in read_file_list(path)]
     else:
         videos, others = walk_videos(videos_dir, exclude=audio_dir)
-        listed = [("train", rel) for rel in videos]
+        listed = [(None, rel) for rel in videos]
         skips += [
             Skip(
-                rel, "train", "not_video", f"not a video file ({os.path.splitext(rel)[1] or 'no extension'})"
+                rel,
+                "train",
+                "not_video",
+                f"not a video file ({posixpath.splitext(rel)[1] or 'no extension'})",
             )
             for rel in others
         ]
+    audio_files = audio_index(audio_dir)
+    root = files.absolute(videos_dir)
     counters: dict[str, int] = {}
-    for split, rel in listed:
-        path = os.path.join(videos_dir, rel)
-        if not os.path.isfile(path):
+    for listed_split, rel in listed:
+        try:
+            layout_split, layout_speaker = parse_layout(layout, rel)
+        except ValueError as e:
+            skips.append(Skip(rel, listed_split or "train", "bad_layout", str(e)))
+            continue
+        split = listed_split or layout_split or "train"
+        path = files.join(root, rel)
+        if listed_split is not None and not files.isfile(path):
             skips.append(Skip(rel, split, "missing", f"listed file not found: {path}"))
             continue
+        speaker = speaker_of(rel, speaker_pattern) if speaker_pattern else layout_speaker
         index = counters.setdefault(split, 0)
         counters[split] += 1
         sources.append(
-            ClipSource(
-                split,
-                index,
-                rel,
-                os.path.abspath(path),
-                find_audio(audio_dir, rel),
-                speaker_of(rel, speaker_pattern),
-            )
+            ClipSource(split, index, rel, path, audio_files.get(posixpath.splitext(rel)[0]), speaker)
         )
     return sources, skips
