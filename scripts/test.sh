@@ -8,7 +8,7 @@ VENV="${VENV:-.venv}"
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-"$VENV/bin/python" -m pip install --quiet -c constraints-cpu.txt -e ".[test,torch,eval]"
+"$VENV/bin/python" -m pip install --quiet -c constraints-cpu.txt -e ".[test,torch,eval,beam]"
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check .
 "$VENV/bin/lint-imports"

@@ -4,78 +4,20 @@ import json
 import os
 import re
 
-import av
 import numpy as np
 import pytest
-import soundfile
 
-from dheads_jax import media
 from dheads_jax.data import builder, process, sources
+from tests.bad_inputs import EXPECTED_REASONS, write_bad_inputs
 
-GRID_CLIP = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "samples", "grid", "bbaf2n.mpg"
-)
 SETTINGS = process.PrepareSettings(image_size=32, mel=process.audio.MelParams(num_mels=8, subframes=1))
-
-
-def write_video(path, frames, waveform=None, sample_rate=media.SAMPLE_RATE):
-    """Writes uint8 [T, H, W, 3] frames at 25 fps (MPEG-4 part 2) and optional AAC audio."""
-    with av.open(path, "w") as container:
-        stream = container.add_stream("mpeg4", rate=media.FPS)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        astream = None
-        if waveform is not None:
-            astream = container.add_stream("aac", rate=sample_rate, layout="mono")
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        container.mux(stream.encode())
-        if astream is not None:
-            chunk = 1024
-            for i in range(0, len(waveform), chunk):
-                piece = waveform[None, i : i + chunk].astype(np.float32)
-                aframe = av.AudioFrame.from_ndarray(piece, format="flt", layout="mono")
-                aframe.sample_rate, aframe.pts = sample_rate, i
-                for packet in astream.encode(aframe):
-                    container.mux(packet)
-            container.mux(astream.encode())
 
 
 @pytest.fixture(scope="module")
 def bad_folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad")
     videos, audio_dir = root / "videos", root / "audio"
-    videos.mkdir()
-    audio_dir.mkdir()
-    grid, _ = media.read_video(GRID_CLIP)
-    grid = grid[:10]  # 0.4 s
-    speech, _ = media.read_audio(GRID_CLIP)
-    speech = speech[media.SAMPLE_RATE : media.SAMPLE_RATE + 10 * media.SAMPLES_PER_FRAME]
-    # Good: video without sound plus a parallel .wav, in a speaker folder.
-    (videos / "s1").mkdir()
-    (audio_dir / "s1").mkdir()
-    write_video(str(videos / "s1" / "good.mp4"), grid)
-    soundfile.write(str(audio_dir / "s1" / "good.wav"), speech, media.SAMPLE_RATE)
-    # Good too: sound inside the container.
-    write_video(str(videos / "s1" / "good_inline.mp4"), grid, speech)
-    # No audio track and no parallel file.
-    write_video(str(videos / "mute.mp4"), grid)
-    # No face at all, and a face missing in some frames.
-    write_video(str(videos / "noface.mp4"), np.full_like(grid, 90), speech)
-    partly = grid.copy()
-    partly[4:6] = 90
-    write_video(str(videos / "partface.mp4"), partly, speech)
-    # Shorter than m_x + 1 = 3 frames.
-    write_video(str(videos / "short.mp4"), grid[:2], speech[:1280])
-    # Audio 1.0 s for 0.4 s of video.
-    write_video(str(videos / "mismatch.mp4"), grid, np.tile(speech, 3)[: media.SAMPLE_RATE])
-    # Truncated MP4 (its index is at the end) and random bytes with a video extension.
-    data = open(videos / "s1" / "good_inline.mp4", "rb").read()
-    open(videos / "truncated.mp4", "wb").write(data[: len(data) // 2])
-    open(videos / "garbage.avi", "wb").write(np.random.default_rng(0).bytes(5000))
-    # Not a video.
-    soundfile.write(str(videos / "speech.wav"), speech, media.SAMPLE_RATE)
-    (videos / "notes.md").write_text("ignored documentation")
+    write_bad_inputs(videos, audio_dir)
     out = root / "out"
     result = builder.prepare_dataset(str(videos), str(out), audio_dir=str(audio_dir), settings=SETTINGS)
     return root, result
@@ -84,16 +26,7 @@ def bad_folder(tmp_path_factory):
 def test_every_bad_input_is_reported_with_its_reason(bad_folder):
     root, result = bad_folder
     reasons = {s.clip: s.reason for s in result.skipped}
-    assert reasons == {
-        "mute.mp4": "no_audio",
-        "noface.mp4": "no_face",
-        "partface.mp4": "no_face",
-        "short.mp4": "too_short",
-        "mismatch.mp4": "length_mismatch",
-        "truncated.mp4": "corrupt",
-        "garbage.avi": "corrupt",
-        "speech.wav": "not_video",
-    }
+    assert reasons == EXPECTED_REASONS
     messages = {s.clip: s.message for s in result.skipped}
     assert "frame 4 of 10" in messages["partface.mp4"]
     assert "frame 0 of 10" in messages["noface.mp4"]

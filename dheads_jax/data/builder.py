@@ -1,14 +1,23 @@
 """The TFDS builder: a folder of talking-face clips -> TFRecord shards plus TFDS metadata.
 
-Preparation runs in two stages so that bad clips never reach TFDS: worker processes turn
-each clip into an example and pickle it into a temporary spool folder (or report why not);
-then TFDS writes the examples of every non-empty split into shards of its usual layout,
-``<output_dir>/talking_faces/1.0.0/``, via its own temporary folder and a rename. The skip
-report goes to ``<output_dir>/prepare_report.json``.
+One builder, two engines, one per-clip function (``process.try_clip``):
+
+* Local (default): worker processes turn each clip into an example and pickle it into a
+  temporary spool folder (or report why not); then TFDS writes the examples of every
+  non-empty split into shards.
+* Apache Beam (``beam_options``, e.g. "runner=DirectRunner,direct_num_workers=2"): TFDS runs
+  a Beam pipeline per split whose clips are processed on the runner's workers
+  (``beam_build``); bad clips are counted and listed, never fail the pipeline.
+
+Either way the shards land in TFDS's usual layout, ``<output_dir>/talking_faces/1.0.0/``,
+via TFDS's temporary folder and a rename, and the skip report (sorted by split and clip) in
+``<output_dir>/prepare_report.json``. Paths may be local or anything TensorFlow's file
+system layer reads (``gs://...``).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import io
@@ -21,12 +30,13 @@ import shutil
 import sys
 import tempfile
 import time
+import uuid
 
 import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
-from dheads_jax import media
+from dheads_jax import files, media
 from dheads_jax.data import audio, process, sources
 
 BUILDER_NAME = "talking_faces"
@@ -79,6 +89,7 @@ def dataset_metadata(settings: process.PrepareSettings) -> dict:
         lip_box_margin=settings.lip_box_margin,
         image_format=settings.image_format,
         landmarks="dlib 68-point shape predictor (iBUG 300-W order), in crop pixels",
+        face_detection_every=settings.detect_every,
         alignment="similarity on points 27-47 to dheads_jax.data.align.TEMPLATE, Gaussian-smoothed",
     )
 
@@ -119,6 +130,8 @@ class TalkingFaces(tfds.core.GeneratorBasedBuilder):
         speaker_pattern: str | None = None,
         num_workers: int = 1,
         num_shards: int | None = None,
+        layout: str = "flat",
+        beam_options: str | None = None,
         **kwargs,
     ):
         """Lists the clips; nothing is decoded until ``download_and_prepare``.
@@ -131,18 +144,25 @@ class TalkingFaces(tfds.core.GeneratorBasedBuilder):
           speaker_pattern: optional regex whose first group is the speaker id.
           num_workers: clip-processing processes.
           num_shards: TFRecord shards per split; None picks max(4, size / 256 MiB), at most
-            the number of examples of the smallest split.
+            the number of examples of the smallest split (with Beam: TFDS's own rule, powers
+            of two of at most 256 MiB each).
+          layout: folder layout, "flat", "lrw" or "voxceleb" (sources.parse_layout).
+          beam_options: Beam pipeline options in TFDS's syntax ("runner=DirectRunner,...");
+            None builds with the local process pool.
           **kwargs: for tfds.core.GeneratorBasedBuilder (data_dir, ...).
         """
         self.candidates, self.skipped = sources.collect_clips(
-            videos_dir, file_lists, audio_dir, speaker_pattern
+            videos_dir, file_lists, audio_dir, speaker_pattern, layout
         )
         if settings.audio_encoder == "external" and settings.external_dim is None:
             settings = dataclasses.replace(settings, external_dim=external_dim(settings, self.candidates))
         self.settings = settings
         self.num_workers = num_workers
         self.num_shards = num_shards
+        self.beam_options = beam_options
         self.written: dict[str, int] = {}
+        self.spooled: set[sources.ClipSource] = set()
+        self.counters: dict[str, int] = {}
         self._spool_dir: str | None = None
         super().__init__(**kwargs)
 
@@ -177,11 +197,12 @@ class TalkingFaces(tfds.core.GeneratorBasedBuilder):
         )
 
     def _spool_path(self, src: sources.ClipSource) -> str:
-        return os.path.join(self._spool_dir, src.split, f"{src.index:09d}.pkl")
+        return files.join(self._spool_dir, src.split, f"{src.index:09d}.pkl")
 
     def _record(self, src: sources.ClipSource, reason: str | None, message: str) -> None:
         if reason is None:
             self.written[src.split] = self.written.get(src.split, 0) + 1
+            self.spooled.add(src)
             logging.info("prepared %s: %s", src.relative_path, message)
         else:
             self.skipped.append(sources.Skip(src.relative_path, src.split, reason, message))
@@ -204,11 +225,13 @@ class TalkingFaces(tfds.core.GeneratorBasedBuilder):
             for task in tasks:
                 self._record(*process.spool_clip(task))
 
-    def shards(self) -> int:
-        """Shards per split for the spooled examples."""
+    def shards(self) -> int | None:
+        """Shards per split for the spooled examples (None: TFDS's rule, for a remote spool)."""
         smallest = min(self.written.values())
         if self.num_shards:
             return max(1, min(self.num_shards, smallest))
+        if files.is_remote(self._spool_dir):
+            return None
         size = sum(
             e.stat().st_size for d in os.scandir(self._spool_dir) if d.is_dir() for e in os.scandir(d.path)
         )
@@ -221,11 +244,21 @@ class TalkingFaces(tfds.core.GeneratorBasedBuilder):
           FileExistsError: the dataset folder already exists.
           NothingWrittenError: every clip was skipped (the report is still complete).
         """
-        if os.path.exists(os.path.join(self.data_dir, "dataset_info.json")):
+        if files.exists(files.join(str(self.data_dir), "dataset_info.json")):
             raise FileExistsError(f"{self.data_dir} already holds a dataset; remove it or use --overwrite")
+        if self.beam_options:
+            self._prepare_with_beam(**kwargs)
+        else:
+            self._prepare_locally(**kwargs)
+        self.skipped.sort(key=lambda s: (s.split, s.clip))
+
+    def _prepare_locally(self, **kwargs) -> None:
         parent = os.path.dirname(os.path.dirname(os.path.abspath(self.data_dir)))
-        os.makedirs(parent, exist_ok=True)
-        self._spool_dir = tempfile.mkdtemp(prefix=".spool-", dir=parent)
+        if files.is_remote(str(self.data_dir)):
+            self._spool_dir = tempfile.mkdtemp(prefix=".spool-")
+        else:
+            os.makedirs(parent, exist_ok=True)
+            self._spool_dir = tempfile.mkdtemp(prefix=".spool-", dir=parent)
         try:
             self.spool()
             if not self.written:
@@ -238,8 +271,48 @@ class TalkingFaces(tfds.core.GeneratorBasedBuilder):
             shutil.rmtree(self._spool_dir, ignore_errors=True)
             self._spool_dir = None
 
+    def _prepare_with_beam(self, **kwargs) -> None:
+        from dheads_jax.data import beam_build  # noqa: PLC0415 - the optional beam extra
+
+        options = beam_build.pipeline_options(self.beam_options)
+        output_dir = os.path.dirname(os.path.dirname(str(self.data_dir)))
+        # The spool must be reachable from every worker: beside the output (local or gs://).
+        self._spool_dir = files.join(output_dir, f".spool-{uuid.uuid4().hex[:12]}")
+        try:
+            for split in {c.split for c in self.candidates}:
+                files.makedirs(files.join(self._spool_dir, split))
+            tasks = [(c, self.settings, self._spool_path(c)) for c in self.candidates]
+            outcomes, self.counters = beam_build.spool(
+                tasks, options, files.join(self._spool_dir, "outcomes", "outcome")
+            )
+            logging.info("Beam counters (%s): %s", beam_build.NAMESPACE, self.counters)
+            for outcome in outcomes:
+                self._record(*outcome)
+            if not self.written:
+                raise NothingWrittenError(f"all {len(self.candidates)} clips were skipped; nothing written")
+            config = tfds.download.DownloadConfig(
+                beam_options=beam_build.writer_options(options),
+                num_shards=self.shards(),
+                max_shard_size=SHARD_BYTES,
+            )
+            super().download_and_prepare(
+                download_dir=files.join(self._spool_dir, "downloads"), download_config=config, **kwargs
+            )
+        finally:
+            files.remove_tree(self._spool_dir)
+            self._spool_dir = None
+
     def _split_generators(self, dl_manager):
         del dl_manager
+        if self.beam_options:
+            from dheads_jax.data import beam_build  # noqa: PLC0415
+
+            return {
+                split: beam_build.ReadSpool(
+                    [self._spool_path(c) for c in self.candidates if c.split == split and c in self.spooled]
+                )
+                for split in sorted(self.written)
+            }
         return {split: self._generate_examples(split) for split in sorted(self.written)}
 
     def _generate_examples(self, split: str):
@@ -253,6 +326,11 @@ class TalkingFaces(tfds.core.GeneratorBasedBuilder):
             yield example["clip_id"], example
 
 
+def skip_counts(skipped: list[sources.Skip]) -> dict[str, int]:
+    """Number of skipped clips per reason, most frequent first."""
+    return dict(collections.Counter(s.reason for s in skipped).most_common())
+
+
 @dataclasses.dataclass
 class PrepareResult:
     """What ``prepare_dataset`` did.
@@ -263,6 +341,7 @@ class PrepareResult:
       skipped: every clip left out, with its reason.
       report_path: the JSON report.
       seconds: wall time.
+      counters: the Beam counters (``written``, ``skipped_<reason>``); empty without Beam.
     """
 
     dataset_dir: str | None
@@ -270,15 +349,12 @@ class PrepareResult:
     skipped: list[sources.Skip]
     report_path: str
     seconds: float
+    counters: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def write_json(path: str, obj) -> None:
-    """Writes JSON through a temporary name and a rename."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    """Writes JSON through a temporary name and a rename (local or remote paths)."""
+    files.write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
 def prepare_dataset(
@@ -291,6 +367,8 @@ def prepare_dataset(
     speaker_pattern: str | None = None,
     num_workers: int = 1,
     num_shards: int | None = None,
+    layout: str = "flat",
+    beam_options: str | None = None,
     overwrite: bool = False,
 ) -> PrepareResult:
     """Builds the dataset and writes the skip report; see ``TalkingFaces``.
@@ -299,7 +377,7 @@ def prepare_dataset(
       PrepareResult; ``dataset_dir`` is None when every clip was skipped.
     """
     start = time.time()
-    os.makedirs(output_dir, exist_ok=True)
+    files.makedirs(output_dir)
     builder = TalkingFaces(
         videos_dir=videos_dir,
         audio_dir=audio_dir,
@@ -308,10 +386,12 @@ def prepare_dataset(
         speaker_pattern=speaker_pattern,
         num_workers=num_workers,
         num_shards=num_shards,
+        layout=layout,
+        beam_options=beam_options,
         data_dir=output_dir,
     )
-    if overwrite and os.path.exists(builder.data_dir):
-        shutil.rmtree(builder.data_dir)
+    if overwrite and files.exists(str(builder.data_dir)):
+        files.remove_tree(str(builder.data_dir))
     try:
         builder.download_and_prepare()
         dataset_dir = str(builder.data_dir)
@@ -319,15 +399,21 @@ def prepare_dataset(
         logging.error("%s", e)
         dataset_dir = None
     report = dict(
-        videos_dir=os.path.abspath(videos_dir),
+        videos_dir=files.absolute(videos_dir),
         dataset_dir=dataset_dir,
         written=builder.written,
         num_skipped=len(builder.skipped),
+        skipped_per_reason=skip_counts(builder.skipped),
         skipped=[dataclasses.asdict(s) for s in builder.skipped],
         metadata=dataset_metadata(builder.settings),
     )
-    report_path = os.path.join(output_dir, REPORT_NAME)
+    report_path = files.join(output_dir, REPORT_NAME)
     write_json(report_path, report)
     return PrepareResult(
-        dataset_dir, dict(builder.written), list(builder.skipped), report_path, time.time() - start
+        dataset_dir,
+        dict(builder.written),
+        list(builder.skipped),
+        report_path,
+        time.time() - start,
+        dict(builder.counters),
     )

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import os
 import pickle
 
 import numpy as np
 from PIL import Image
 
-from dheads_jax import media
+from dheads_jax import files, media
 from dheads_jax.data import align, audio, faces
 from dheads_jax.data.sources import ClipError, ClipSource
 from dheads_jax.mouth import mouth_box
@@ -35,6 +34,9 @@ class PrepareSettings:
       smoothing_sigma: temporal smoothing of the alignment, in frames.
       lip_box_margin: margin of the stored mouth boxes (docs/method.md, section 3).
       image_format: "png" (lossless) or "jpeg" (quality 95) for the stored frames.
+      detect_every: run the face detector on every this many frames (0, k, 2k, ...) and
+        track the face box from the landmarks in between; the 68 landmarks are predicted on
+        every frame. 1 detects on every frame.
     """
 
     image_size: int = 128
@@ -48,6 +50,7 @@ class PrepareSettings:
     smoothing_sigma: float = 2.0
     lip_box_margin: int = 5
     image_format: str = "png"
+    detect_every: int = 1
 
     @property
     def max_mismatch_frames(self) -> int:
@@ -88,13 +91,42 @@ def check_lengths(num_frames: int, num_samples: int, settings: PrepareSettings) 
         )
 
 
-def detect_all(frames: np.ndarray, detector: faces.LandmarkDetector) -> np.ndarray:
-    """[T, 68, 2] landmarks; raises ClipError("no_face") at the first frame without a face."""
+def detect_all(frames: np.ndarray, detector: faces.LandmarkDetector, detect_every: int = 1) -> np.ndarray:
+    """[T, 68, 2] landmarks of every frame.
+
+    Args:
+      frames: uint8 [T, H, W, 3].
+      detector: landmark detector.
+      detect_every: k; the face detector runs on frames 0, k, 2k, ... and wherever the
+        tracked face looks lost (``faces.FaceTrack``); 1 runs it on every frame.
+
+    Raises:
+      ClipError: "no_face" at the first frame where the detector runs and finds no face.
+    """
+    if detect_every < 1:
+        raise ValueError(f"detect_every must be at least 1, got {detect_every}")
     out = []
+    if detect_every == 1:
+        for i, frame in enumerate(frames):
+            lm = detector(frame)
+            if lm is None:
+                raise ClipError("no_face", f"no face found in frame {i} of {len(frames)}")
+            out.append(lm)
+        return np.stack(out)
+    track = None
     for i, frame in enumerate(frames):
-        lm = detector(frame)
+        image = np.ascontiguousarray(frame, np.uint8)
+        lm = None
+        if i % detect_every and track is not None:
+            lm = detector.landmarks(image, track.rect(out[-1]))
+            if track.lost(image, lm):
+                lm = None
         if lm is None:
-            raise ClipError("no_face", f"no face found in frame {i} of {len(frames)}")
+            rect = detector.detect(image)
+            if rect is None:
+                raise ClipError("no_face", f"no face found in frame {i} of {len(frames)}")
+            lm = detector.landmarks(image, rect)
+            track = faces.FaceTrack.start(image, rect, lm)
         out.append(lm)
     return np.stack(out)
 
@@ -151,7 +183,7 @@ def process_clip(
     check_lengths(len(frames), len(waveform), settings)
     waveform = media.fit_waveform(waveform, len(frames))
     embeddings = embed_audio(source, waveform, settings)
-    landmarks = detect_all(frames, detector or faces.default_detector())
+    landmarks = detect_all(frames, detector or faces.default_detector(), settings.detect_every)
     aligned, crop_landmarks = align.align_frames(
         frames, landmarks, settings.image_size, settings.smoothing_sigma
     )
@@ -171,24 +203,35 @@ def process_clip(
     )
 
 
+def try_clip(source: ClipSource, settings: PrepareSettings) -> tuple[dict | None, str | None, str]:
+    """The per-clip function of both preparation paths (local pool and Beam).
+
+    Returns:
+      (example, None, message) for a good clip, (None, reason, message) for a bad one: a
+      MediaError (ClipError included) gives its reason; anything else unexpected "error"
+      with the exception text, so that one odd file never stops a build.
+    """
+    try:
+        example = process_clip(source, settings)
+    except media.MediaError as e:  # ClipError included
+        return None, e.reason, e.message
+    except Exception as e:  # noqa: BLE001 - one odd file must not stop the build.
+        return None, "error", f"{type(e).__name__}: {e}"
+    return example, None, f"{len(example['frames'])} frames"
+
+
 def spool_clip(task: tuple[ClipSource, PrepareSettings, str]) -> tuple[ClipSource, str | None, str]:
-    """Worker entry point: processes a clip and pickles the example to ``path``.
+    """Worker entry point of both engines: processes a clip and pickles the example to ``path``.
 
     Args:
-      task: (source, settings, path).
+      task: (source, settings, path); the path may be remote (gs://...).
 
     Returns:
       (source, reason, message): reason None when the example was written.
     """
     source, settings, path = task
-    try:
-        example = process_clip(source, settings)
-    except media.MediaError as e:  # ClipError included
-        return source, e.reason, e.message
-    except Exception as e:  # noqa: BLE001 - one odd file must not stop the build.
-        return source, "error", f"{type(e).__name__}: {e}"
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        pickle.dump(example, f, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)
-    return source, None, f"{len(example['frames'])} frames"
+    example, reason, message = try_clip(source, settings)
+    if example is None:
+        return source, reason, message
+    files.write_bytes_atomic(path, pickle.dumps(example, protocol=pickle.HIGHEST_PROTOCOL))
+    return source, None, message

@@ -1,0 +1,122 @@
+"""Dataset preparation speed: the local process pool against Apache Beam's DirectRunner.
+
+  python benchmarks/prepare_engines.py     # writes benchmarks/results/prepare_engines.txt
+
+Builds the 11 bundled GRID clips (3 s, 360x288, 75 frames each) at 128 px with the default
+mel encoder through ``builder.prepare_dataset`` (worker start-up, the clips, and TFDS writing
+the shards all included), once per engine and worker count, and with sparse face detection
+(``--detect_every``) on the local pool. Each configuration runs ``--repeats`` times; the
+table gives the median and the range. From the per-frame cost it estimates what preparing
+LRW and VoxCeleb2 costs in worker-hours (one worker = one core like these). About 4 minutes
+on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import statistics
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from absl import app, flags, logging  # noqa: E402
+
+from dheads_jax.data import builder, process  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("videos_dir", os.path.join(ROOT, "data", "samples", "grid"), "Clips to prepare.")
+flags.DEFINE_string("out", os.path.join(ROOT, "benchmarks", "results", "prepare_engines.txt"), "Result file.")
+flags.DEFINE_integer("repeats", 2, "Builds per configuration.")
+flags.DEFINE_list("detect_every", ["5"], "Sparse-detection k values to time on the local pool (2 workers).")
+
+FRAMES_PER_GRID_CLIP = 75
+# Public sizes: LRW about 500,000 clips of 29 frames (1.16 s); VoxCeleb2 about 2,400 hours.
+LRW_FRAMES = 500_000 * 29
+VOXCELEB2_FRAMES = 2_400 * 3600 * 25
+
+
+def beam_options(workers: int) -> str:
+    if workers == 1:
+        return "runner=DirectRunner,direct_num_workers=1"
+    return f"runner=DirectRunner,direct_num_workers={workers},direct_running_mode=multi_processing"
+
+
+def build(engine: str, workers: int, detect_every: int = 1) -> tuple[float, int]:
+    """Seconds of one build, and the clips written."""
+    settings = process.PrepareSettings(detect_every=detect_every)
+    with tempfile.TemporaryDirectory() as out:
+        result = builder.prepare_dataset(
+            FLAGS.videos_dir,
+            out,
+            settings=settings,
+            num_workers=workers,
+            beam_options=beam_options(workers) if engine == "beam" else None,
+        )
+    return result.seconds, sum(result.written.values())
+
+
+def versions() -> str:
+    names = ("apache-beam", "tensorflow-cpu", "tensorflow-datasets", "dlib-bin", "av")
+    return ", ".join(f"{n} {importlib.metadata.version(n)}" for n in names)
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    header = f"machine: {platform.machine()} {os.cpu_count()} cores; python {platform.python_version()}, {versions()}"
+    configs = [("local", 1, 1), ("local", 2, 1), ("beam", 1, 1), ("beam", 2, 1)]
+    configs += [("local", 2, int(k)) for k in FLAGS.detect_every]
+    rows, medians = [], {}
+    for engine, workers, k in configs:
+        times = []
+        for _ in range(FLAGS.repeats):
+            seconds, clips = build(engine, workers, k)
+            times.append(seconds)
+            print(
+                f"{engine} workers={workers} detect_every={k}: {clips} clips in {seconds:.1f} s", flush=True
+            )
+        med = statistics.median(times)
+        medians[(engine, workers, k)] = med
+        rows.append((engine, workers, k, med, min(times), max(times), clips / med))
+    lines = [
+        "# benchmarks/prepare_engines.py",
+        header,
+        f"load average at the end: {os.getloadavg()[0]:.2f} (other work on the machine slows every row)",
+        f"data: {FLAGS.videos_dir} ({clips} clips of {FRAMES_PER_GRID_CLIP} frames), 128 px, mel 64x4; "
+        f"{FLAGS.repeats} builds per row: median [min, max]",
+        "",
+        f"{'engine':<24} {'workers':>7} {'detect_every':>12} {'seconds':>22} {'clips/s':>8}",
+    ]
+    names = {"local": "local pool", "beam": "Beam DirectRunner"}
+    for engine, workers, k, med, lo, hi, rate in rows:
+        span = f"{med:.1f} [{lo:.1f}, {hi:.1f}]"
+        lines.append(f"{names[engine]:<24} {workers:>7} {k:>12} {span:>22} {rate:>8.2f}")
+    lines.append("")
+    for workers in (1, 2):
+        ratio = medians[("beam", workers, 1)] / medians[("local", workers, 1)]
+        lines.append(f"DirectRunner / local pool, {workers} worker(s): {ratio:.2f}x the time")
+    for k in FLAGS.detect_every:
+        speedup = medians[("local", 2, 1)] / medians[("local", 2, int(k))]
+        lines.append(f"sparse detection k={k}, local pool 2 workers: {speedup:.2f}x faster per build")
+    # Cost per frame and worker: one worker's seconds per clip / frames per clip.
+    per_frame = medians[("local", 1, 1)] / clips / FRAMES_PER_GRID_CLIP
+    lines += [
+        "",
+        f"one worker, per-frame detection: {per_frame * 1e3:.1f} ms per frame of 360x288 video",
+        f"estimate, LRW (500,000 clips x 29 frames): {LRW_FRAMES * per_frame / 3600:,.0f} worker-hours",
+        f"estimate, VoxCeleb2 (2,400 h of video): {VOXCELEB2_FRAMES * per_frame / 3600:,.0f} worker-hours",
+        "(estimates scale the measured per-frame cost; larger source frames cost more detection)",
+    ]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    with open(FLAGS.out, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    app.run(main)
