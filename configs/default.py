@@ -106,6 +106,13 @@ def get_config():
     # [ours] probability of replacing a training example's motion frames by the identity (as
     # at a video's first frame), so that the mouth has to come from the audio; 0 (official).
     config.train.motion_dropout = 0.0
+    # [ours] appearance augmentations (dheads_jax/train/augment.py), one draw per example for
+    # all its frames: mirror half the examples, colour changes of this strength, zoom up to
+    # 1 + augment_zoom. Off in the official recipe; they let a model trained on a few faces
+    # meet new photos.
+    config.train.augment_flip = False
+    config.train.augment_color = 0.0
+    config.train.augment_zoom = 0.0
     config.train.record_batches = False  # write the clip/frame ids of every batch to batches.jsonl
 
     # Sampling (docs/method.md, section 6).
@@ -123,4 +130,20 @@ def get_config():
     config.sampling.shared_noise = False
     config.sampling.stabilize = False
     config.sampling.stabilize_every = 15
+    # [ours] the chain's timesteps (increasing, one per step) instead of the official
+    # respacing of `steps`; () respaces. Distilled students (run_distill.py) set them.
+    config.sampling.timesteps = ()
+
+    # [ours] Progressive distillation of an export into a few-step student (run_distill.py,
+    # dheads_jax/train/distill.py): halving rounds, each student DDIM step trained to match
+    # two of its teacher's, the teacher's audio guidance distilled into one network pass.
+    config.distill = ml_collections.ConfigDict()
+    config.distill.student_steps = 4  # N; run_distill.py --steps
+    # The first teacher's DDIM steps, N * 2^k with k >= 1; 0: the one nearest (in log scale)
+    # to the teacher export's own sampling.steps.
+    config.distill.teacher_steps = 0
+    config.distill.steps_per_round = 5_000
+    config.distill.lr = 5e-5  # Adam (optim.b1, b2, eps, grad_clip), constant, reset every round
+    # The teacher's guidance scale that the student learns; -1: the export's sampling.audio_guidance.
+    config.distill.audio_guidance = -1.0
     return config

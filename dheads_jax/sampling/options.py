@@ -15,7 +15,7 @@ import numpy as np
 
 from dheads_jax.diffusion.chain import SAMPLERS
 from dheads_jax.diffusion.gaussian import PARAMETRIZATIONS
-from dheads_jax.diffusion.schedule import Schedule, build_schedule
+from dheads_jax.diffusion.schedule import Schedule, build_schedule, get_betas, make_schedule, respaced_betas
 
 # The config.sampling fields a command may override.
 OVERRIDABLE = ("steps", "sampler", "eta", "audio_guidance", "shared_noise", "stabilize", "stabilize_every")
@@ -41,6 +41,11 @@ class SamplingOptions:
       grayscale: motion frames are luma (the model's mc = 1).
       schedule: the noise schedule's name ("cosine" or "linear").
       num_timesteps: T of the training schedule.
+      timesteps: [ours] the chain's timesteps on the 0..T-1 grid, increasing, one per step,
+        instead of the official respacing; () (the default) respaces. A distilled student
+        (run_distill.py) samples on every 2^k-th timestep of its teacher's chain, which
+        the official respacing of fewer steps does not give. An override of ``steps`` to
+        another count drops them (the official respacing of that count).
     """
 
     sampler: str
@@ -56,6 +61,7 @@ class SamplingOptions:
     grayscale: bool
     schedule: str
     num_timesteps: int
+    timesteps: tuple[int, ...] = ()
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
@@ -69,6 +75,15 @@ class SamplingOptions:
         if self.audio_guidance != 1.0 and self.null_audio is None:
             raise ValueError(
                 f"audio_guidance {self.audio_guidance} needs null_audio (the embedding of silence)"
+            )
+        if self.timesteps and (
+            len(self.timesteps) != self.steps
+            or list(self.timesteps) != sorted(set(self.timesteps))
+            or not 0 <= self.timesteps[0] <= self.timesteps[-1] < self.num_timesteps
+        ):
+            raise ValueError(
+                f"timesteps must be {self.steps} increasing values in 0..{self.num_timesteps - 1}, "
+                f"got {self.timesteps}"
             )
 
     @classmethod
@@ -102,6 +117,9 @@ class SamplingOptions:
 
             silence = AudioEncoderSpec.from_data_config(config.data).silence_embedding()
             null_audio = tuple(float(v) for v in np.asarray(silence, np.float32))
+        timesteps = tuple(int(t) for t in s["timesteps"])
+        if len(timesteps) != int(s["steps"]):
+            timesteps = ()
         return cls(
             sampler=str(s["sampler"]),
             steps=int(s["steps"]),
@@ -116,6 +134,7 @@ class SamplingOptions:
             grayscale=bool(config.data.grayscale_motion),
             schedule=str(config.diffusion.schedule),
             num_timesteps=int(config.diffusion.num_timesteps),
+            timesteps=timesteps,
         )
 
     def replace(self, **changes) -> SamplingOptions:
@@ -123,5 +142,8 @@ class SamplingOptions:
         return dataclasses.replace(self, **changes)
 
     def make_schedule(self) -> Schedule:
-        """The respaced schedule of ``steps`` steps."""
+        """The respaced schedule of ``steps`` steps (on ``timesteps`` when given)."""
+        if self.timesteps:
+            betas = respaced_betas(get_betas(self.schedule, self.num_timesteps), list(self.timesteps))
+            return make_schedule(betas, timesteps=np.asarray(self.timesteps))
         return build_schedule(self.schedule, self.num_timesteps, self.steps)

@@ -10,8 +10,11 @@ import ml_collections
 import optax
 
 from dheads_jax.diffusion import Schedule
+from dheads_jax.train import augment
 from dheads_jax.train.objective import diffusion_loss
 from dheads_jax.train.state import TrainState, ema_update
+
+AUGMENT_STREAM = 0x6175  # fold_in constant of the appearance augmentations' key
 
 
 def make_train_step(
@@ -23,9 +26,10 @@ def make_train_step(
 ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
     """Returns ``train_step(state, batch) -> (state, metrics)``.
 
-    Randomness (timesteps, noise, dropout, motion augmentations) comes from
+    Randomness (timesteps, noise, dropout, motion and appearance augmentations) comes from
     ``fold_in(key(config.seed), step)``, so a resumed run draws exactly what an
-    uninterrupted one would.
+    uninterrupted one would. The appearance augmentations (``augment``) draw from a key of
+    their own, so turning them on leaves the loss's draws unchanged.
     """
     base_key = jax.random.key(config.seed)
     ema_decay = float(config.optim.ema_decay)
@@ -40,6 +44,7 @@ def make_train_step(
 
     def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         key = jax.random.fold_in(base_key, state.step)
+        batch = augment.from_config(jax.random.fold_in(key, AUGMENT_STREAM), batch, config.train)
         grad_fn = jax.value_and_grad(diffusion_loss, has_aux=True)
         (_, metrics), grads = grad_fn(state.params, model, schedule, batch, key, **loss_kw)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)

@@ -1,0 +1,354 @@
+"""Progressive distillation: the two-step target, a round's progress, resume, the student export."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dheads_jax import export, input_pipeline, media, parallel
+from dheads_jax.checkpointing import Checkpointer
+from dheads_jax.diffusion import ddim_step, output_to_eps, space_timesteps
+from dheads_jax.diffusion.gaussian import extract
+from dheads_jax.diffusion.schedule import cosine_betas
+from dheads_jax.models import factory
+from dheads_jax.sampling import SamplingOptions
+from dheads_jax.train import distill
+from tests import helpers
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TEACHER = os.path.join(ROOT, "tests", "data", "export_v1")  # 4 DDIM steps, audio guidance 5, v
+GRID = os.path.join(ROOT, "data", "samples", "grid")
+T = 1000
+
+
+def chain_options(parametrization, steps=8):
+    return SamplingOptions(
+        sampler="ddim",
+        steps=steps,
+        eta=0.0,
+        parametrization=parametrization,
+        audio_guidance=1.0,
+        null_audio=None,
+        shared_noise=False,
+        stabilize_every=0,
+        motion_frames=2,
+        audio_context=2,
+        grayscale=False,
+        schedule="cosine",
+        num_timesteps=T,
+    )
+
+
+FULL_ABAR = np.cumprod(1.0 - cosine_betas(T))  # float64
+
+
+def analytic_teacher(parametrization, fixed_x0=None):
+    """A denoiser whose x0_hat is ``fixed_x0`` or a nonlinear function of (x_t, t, audio)."""
+
+    def apply_fn(params, x_t, timesteps, identity, motion, audio):
+        del params, motion
+        if fixed_x0 is not None:
+            x0 = jnp.broadcast_to(fixed_x0, x_t.shape)
+        else:
+            level = (timesteps.astype(x_t.dtype) / T).reshape(-1, 1, 1, 1)
+            x0 = (
+                1.3
+                * jnp.tanh(1.5 * x_t + 0.4 * identity + audio.mean((1, 2))[:, None, None, None])
+                * (1 - level)
+            )
+        abar = extract(jnp.asarray(FULL_ABAR, x_t.dtype), timesteps)
+        a, s = jnp.sqrt(abar), jnp.sqrt(1 - abar)
+        eps = (x_t - a * x0) / s
+        pred = eps if parametrization == "eps" else a * eps - s * x0
+        return jnp.concatenate([pred, jnp.zeros_like(pred)], -1)
+
+    return apply_fn
+
+
+def consistent(schedule, dtype):
+    """In float64: the schedule's DDIM coefficients recomputed from the float64 abar of its timesteps.
+
+    The float32 arrays are rounded one by one (a^2 + s^2 is not 1, the same timestep's abar of
+    two chains may differ in the last bit); recomputed, the identities hold to float64 rounding.
+    """
+    if dtype == jnp.float32:
+        return schedule
+    abar = jnp.asarray(FULL_ABAR[np.asarray(schedule.timesteps)], dtype)
+    return schedule.replace(
+        alphas_cumprod=abar,
+        alphas_cumprod_prev=jnp.concatenate([jnp.ones(1, dtype), abar[:-1]]),
+        sqrt_alphas_cumprod=jnp.sqrt(abar),
+        sqrt_one_minus_alphas_cumprod=jnp.sqrt(1 - abar),
+        sqrt_recip_alphas_cumprod=jnp.sqrt(1 / abar),
+        sqrt_recipm1_alphas_cumprod=jnp.sqrt(1 / abar - 1),
+    )
+
+
+def two_steps_against_one(parametrization, fixed, dtype):
+    """(teacher's two DDIM steps, the student's one step onto x_tilde, x_tilde, fixed x0) for every j."""
+    plan = distill.Plan.create(T, 8, 4, steps_per_round=1, guidance=1.0)
+    assert plan.grids[0] == tuple(space_timesteps(T, 8)) and plan.grids[1] == plan.grids[0][1::2]
+    options = chain_options(parametrization)
+    tables = distill.round_tables(plan, 0, options)
+    # The schedule the student's export samples with (its own timesteps, unpadded).
+    student = options.replace(steps=4, timesteps=plan.grids[1]).make_schedule()
+    np.testing.assert_array_equal(student.timesteps, tables.student.timesteps[:4])
+    np.testing.assert_array_equal(student.alphas_cumprod, tables.teacher.alphas_cumprod[1::2][:4])
+    student = consistent(student, dtype)
+
+    rng = np.random.default_rng(0)
+    j = jnp.arange(4, dtype=jnp.int32)  # every student step, the last one (to x_0) included
+    z = jnp.asarray(rng.normal(size=(4, 6, 6, 3)), dtype)
+    identity = jnp.asarray(rng.uniform(-1, 1, (4, 6, 6, 3)), dtype)
+    audio = jnp.asarray(rng.normal(size=(4, 5, 2)), dtype)
+    fixed_x0 = jnp.asarray(rng.uniform(-0.9, 0.9, (6, 6, 3)), dtype) if fixed else None
+    apply_fn = analytic_teacher(parametrization, fixed_x0)
+
+    # The teacher's two DDIM steps, written out here with the sampler's own step.
+    teacher, expected = consistent(tables.teacher, dtype), z
+    for i in (2 * j + 1, 2 * j):
+        out = apply_fn(None, expected, jnp.take(teacher.timesteps, i), identity, None, audio)
+        out = output_to_eps(teacher, out, expected, i, parametrization)
+        expected, _ = ddim_step(teacher, out, expected, i, 0)
+    got = distill.teacher_steps(
+        apply_fn, None, teacher, z, 2 * j + 1, (identity, None, audio), parametrization=parametrization
+    )
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+    x_tilde = distill.x0_target(student, z, j, expected)
+    pred = distill.prediction_for_x0(student, x_tilde, z, j, parametrization)
+    out = output_to_eps(student, jnp.concatenate([pred, jnp.zeros_like(pred)], -1), z, j, parametrization)
+    one_step, _ = ddim_step(student, out, z, j, jnp.zeros_like(z))
+    return expected, one_step, x_tilde, fixed_x0
+
+
+@pytest.mark.parametrize("parametrization", ["eps", "v"])
+@pytest.mark.parametrize("fixed", [False, True])
+def test_one_student_step_onto_the_target_is_the_teachers_two_steps(parametrization, fixed):
+    # In float64 the identity is exact to rounding for both parametrizations. (In float32 an
+    # eps network's top step, abar = 2.4e-9, amplifies rounding by s / a = 2e4.)
+    with jax.enable_x64(True):
+        expected, one_step, x_tilde, fixed_x0 = two_steps_against_one(parametrization, fixed, jnp.float64)
+        np.testing.assert_allclose(one_step, expected, atol=1e-6)
+        assert float(jnp.abs(x_tilde).max()) <= 1.0 + 1e-6  # a convex combination of clamped x0s
+        np.testing.assert_array_equal(x_tilde[0], expected[0])  # last step: the teacher's x_0 itself
+        if fixed:
+            np.testing.assert_allclose(x_tilde, jnp.broadcast_to(fixed_x0, x_tilde.shape), atol=1e-6)
+    if parametrization == "v":  # what training computes: float32
+        expected, one_step, _, _ = two_steps_against_one(parametrization, fixed, jnp.float32)
+        np.testing.assert_allclose(one_step[:3], expected[:3], atol=2e-5)
+        # The top step (abar = 2.4e-9): the sampler's own x0 = x_t / a - (s / a) eps cancels
+        # two terms of 2e4 in float32, for the teacher's steps as for the student's.
+        np.testing.assert_allclose(one_step[3], expected[3], atol=5e-3)
+
+
+def test_the_teacher_target_is_the_guided_output():
+    options = chain_options("v", 4)
+    teacher = options.make_schedule()
+    apply_fn = analytic_teacher("v")
+    rng = np.random.default_rng(1)
+    z = jnp.asarray(rng.normal(size=(2, 4, 4, 3)), jnp.float32)
+    identity = jnp.asarray(rng.uniform(-1, 1, (2, 4, 4, 3)), jnp.float32)
+    audio = jnp.asarray(rng.normal(size=(2, 5, 2)), jnp.float32)
+    motion = jnp.zeros((2, 2, 4, 4, 3), jnp.float32)
+    null = (0.3, -0.2)
+    index = jnp.asarray([3, 1], jnp.int32)
+
+    def guided(x, t, a):
+        cond = apply_fn(None, x, t, identity, None, a)
+        uncond = apply_fn(None, x, t, identity, None, jnp.broadcast_to(jnp.asarray(null), a.shape))
+        return uncond + 4.0 * (cond - uncond)
+
+    expected = z
+    for i in (index, index - 1):
+        out = output_to_eps(
+            teacher, guided(expected, jnp.take(teacher.timesteps, i), audio), expected, i, "v"
+        )
+        expected, _ = ddim_step(teacher, out, expected, i, 0)
+    got = distill.teacher_steps(
+        apply_fn,
+        None,
+        teacher,
+        z,
+        index,
+        (identity, motion, audio),
+        parametrization="v",
+        audio_guidance=4.0,
+        null_audio=null,
+    )
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_the_plan_halves_from_the_nearest_teacher_step_count():
+    assert distill.start_steps(100, 4, 1000) == 128 and distill.start_steps(10, 4, 1000) == 8
+    assert distill.start_steps(4, 4, 1000) == 8  # at least one round
+    assert distill.start_steps(4, 1, 1000) == 4
+    plan = distill.Plan.create(T, 16, 4, steps_per_round=10, guidance=5.0)
+    assert [len(g) for g in plan.grids] == [16, 8, 4] and plan.total_steps == 20
+    assert plan.grids[-1][-1] == T - 1  # every student starts from pure noise
+    assert [plan.guidance(r) for r in range(2)] == [5.0, 1.0] and plan.round_of(19) == 1
+    with pytest.raises(ValueError, match="2\\^k"):
+        distill.Plan.create(T, 12, 4, steps_per_round=1, guidance=1.0)
+
+
+def teacher_run_config(**distill_fields):
+    teacher_config, _, _ = export.load_export(TEACHER)
+    config = distill.distill_config(helpers.tiny_config(), teacher_config)
+    config.distill.update(distill_fields)
+    return config
+
+
+def test_a_round_lowers_the_distance_to_the_two_step_target():
+    config = teacher_run_config(student_steps=2, lr=5e-4)
+    _, params, _ = export.load_export(TEACHER)
+    plan = distill.make_plan(config)
+    assert [len(g) for g in plan.grids] == [4, 2] and plan.audio_guidance == 5.0  # guided teacher
+    options = SamplingOptions.from_config(config, sampler="ddim")
+    device = jax.devices()[0]  # everything committed to one device: one compiled step
+    tables = jax.device_put(distill.round_tables(plan, 0, options), device)
+    model = factory.build_unet(config)
+    tx = distill.distill_optimizer(config)
+    step = jax.jit(distill.make_distill_step(model, tx, config, plan.audio_guidance, options.null_audio))
+    frames = input_pipeline.make_train_iterator(
+        config, batch_size=4, process_index=0, process_count=1, dataset_dir=helpers.prepared_samples(config)
+    )
+    batches = [
+        jax.device_put({k: b[k] for k in ("target", "identity", "motion", "audio")}, device)
+        for b in (next(frames), next(frames))
+    ]
+
+    def distance(state):
+        """[loss, step_mse] before the update, at fixed keys (steps 0 and 1) on the fixed batches."""
+        return np.mean(
+            [
+                [float(m["loss"]), float(m["step_mse"])]
+                for m in (
+                    step(state.replace(step=jax.device_put(jnp.int32(i), device)), b, tables)[1]
+                    for i, b in enumerate(batches)
+                )
+            ],
+            axis=0,
+        )
+
+    state = jax.device_put(distill.initial_state(params, tx), device)
+    before = distance(state)
+    for i in range(16):
+        state, _ = step(state, batches[i % 2], tables)
+    after = distance(state)
+    # The regression loss (prediction space) and the student's one step against the teacher's
+    # two (state space) both fall from where the copy of the teacher started.
+    assert after[0] < 0.85 * before[0] and after[1] < 0.85 * before[1], (before, after)
+
+
+STEPS_PER_ROUND = 4
+
+
+def run_distill_in_process(workdir, stop_at=None):
+    """distill.distill on the bundled clips: N = 1 from the 4-step teacher (2 rounds of 4 steps).
+
+    On a mesh of 2 of the 8 test devices, as run_train.py's tests run. The teacher's guidance
+    is set to 1 so that both rounds share one compiled step (the guided step is covered
+    above). With ``stop_at`` a real SIGTERM arrives after that step.
+    """
+    config = helpers.tiny_config()
+    config.distill.student_steps = 1
+    config.distill.steps_per_round = STEPS_PER_ROUND
+    config.distill.audio_guidance = 1.0
+    config.distill.lr = 1e-3
+    config.train.log_every = 1
+    config.train.checkpoint_every = 1000
+    previous = signal.getsignal(signal.SIGTERM)
+    make_mesh = parallel.make_mesh
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(parallel, "make_mesh", lambda mesh_config: make_mesh(mesh_config, jax.devices()[:2]))
+        if stop_at is not None:
+            log_round = distill.DistillLogger.log_round
+
+            def log_and_stop(self, step, *args):
+                log_round(self, step, *args)
+                if step == stop_at:
+                    os.kill(os.getpid(), signal.SIGTERM)
+
+            patch.setattr(distill.DistillLogger, "log_round", log_and_stop)
+        try:
+            return distill.distill(config, TEACHER, str(workdir))
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    helpers.prepared_samples(helpers.tiny_config())
+    workdir = tmp_path_factory.mktemp("distill_reference")
+    run_distill_in_process(workdir)
+    return str(workdir)
+
+
+def checkpoint_params(workdir):
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
+    step = ckpt.latest_step()
+    shapes = factory.param_shapes(helpers.tiny_config())
+    arrays, json_items = ckpt.restore(step, {"params": shapes, "teacher_params": shapes}, ("data",))
+    return step, jax.device_get(arrays), json_items["data"]
+
+
+def test_sigterm_and_rerun_continue_exactly(reference_run, tmp_path):
+    workdir = tmp_path / "interrupted"
+    run_distill_in_process(workdir, stop_at=3)
+    assert Checkpointer(str(workdir / "checkpoints")).latest_step() == 3
+    assert not (workdir / "export").exists()
+    run_distill_in_process(workdir)  # continues over the round boundary at step 4
+
+    step_a, a, pos_a = checkpoint_params(reference_run)
+    step_b, b, pos_b = checkpoint_params(str(workdir))
+    assert step_a == step_b == 2 * STEPS_PER_ROUND and pos_a == pos_b
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+    _, exported, _ = export.load_export(str(workdir / "export"))
+    for x, y in zip(jax.tree.leaves(exported), jax.tree.leaves(a["params"]), strict=True):
+        np.testing.assert_array_equal(x, y)
+    rounds = [line.split(",") for line in open(workdir / "metrics.csv").read().splitlines()]
+    header = rounds[0]
+    steps = [int(r[0]) for r in rounds[1:]]
+    assert sorted(set(steps)) == list(range(1, 2 * STEPS_PER_ROUND + 1)) and "steps_per_s" in header
+
+
+@pytest.mark.slow
+def test_the_student_export_samples_through_run_sample(reference_run, tmp_path):
+    path = os.path.join(reference_run, "export")
+    meta = export.read_meta(path)
+    info = meta["provenance"]["distillation"]
+    assert info["teacher"]["path"] == TEACHER and info["teacher"]["sampling"]["audio_guidance"] == 5.0
+    assert info["student_steps"] == 1 and info["num_rounds"] == 2 and info["steps_per_round"] == 4
+    assert info["sampler"] == "ddim" and info["eta"] == 0.0
+    assert [(r["teacher_steps"], r["student_steps"]) for r in info["rounds"]] == [(4, 2), (2, 1)]
+    options = SamplingOptions.from_config(export.config_from_meta(meta))
+    assert (options.steps, options.sampler, options.eta, options.audio_guidance) == (1, "ddim", 0.0, 1.0)
+    assert options.timesteps == (T - 1,) and options.null_audio is None  # one network pass per step
+
+    out = tmp_path / "student.npy"
+    audio = os.path.join(GRID, "swwp2s.mpg")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "run_sample.py",
+            f"--export={path}",
+            f"--id_image={os.path.join(GRID, 'bbaf2n.mpg')}",
+            f"--audio={audio}",
+            f"--output={out}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    frames = np.load(out)
+    waveform, _ = media.read_audio(audio)  # 16 kHz: floor(seconds * 25) frames
+    assert frames.shape == (len(waveform) // media.SAMPLES_PER_FRAME, 32, 32, 3) and frames.std() > 1
+    assert meta["config"]["sampling"]["timesteps"] == [T - 1]
