@@ -1,6 +1,7 @@
 """Sample talking-head videos from an export. A thin command over dheads_jax.generate.
 
 One video:
+  python run_sample.py --id_image=face.jpg --audio=speech.wav --output=out.mp4   # the bundled model
   python run_sample.py --export=EXPORT_DIR --id_image=face.jpg --audio=speech.wav \
       --output=out.mp4 [--steps=100] [--sampler=ddpm|ddim] [--seed=0] [--upscale=256]
 A set (outputs that already exist are skipped, so an interrupted run resumes):
@@ -28,10 +29,12 @@ import sys
 from absl import app, flags
 
 from configs import default as default_config
-from dheads_jax import distributed
+from dheads_jax import bundled, distributed
 from dheads_jax.sampling.options import OVERRIDABLE
 
-flags.DEFINE_string("export", None, "An export folder (run_train.py writes WORKDIR/export).")
+flags.DEFINE_string(
+    "export", None, "An export folder (run_train.py writes WORKDIR/export); default: the bundled model."
+)
 flags.DEFINE_alias("checkpoint", "export")
 flags.DEFINE_string("id_image", None, "Identity: an image (any format) or a video (its first frame).")
 flags.DEFINE_string("audio", None, "Speech: any audio file or a video with sound.")
@@ -87,8 +90,10 @@ def main(argv):
             )
             print(f"exported {FLAGS.export_from} to {path}")
             return 0
-        if not FLAGS.export:
-            raise app.UsageError("--export (an export folder) is required")
+        export_dir = FLAGS.export
+        if not export_dir:
+            export_dir = bundled.default_export()
+            print(f"run_sample.py: no --export given; using the bundled default model ({export_dir})")
         request = generate.Request(
             id_image=FLAGS.id_image,
             audio=FLAGS.audio,
@@ -101,8 +106,8 @@ def main(argv):
             output_dir=FLAGS.output_dir,
         )
         overrides = {name: FLAGS[name].value for name in OVERRIDABLE}
-        summary = generate.run(FLAGS.export, request, overrides, FLAGS.seed, FLAGS.batch_size, FLAGS.upscale)
-    except generate.EXPECTED_ERRORS as e:
+        summary = generate.run(export_dir, request, overrides, FLAGS.seed, FLAGS.batch_size, FLAGS.upscale)
+    except (*generate.EXPECTED_ERRORS, bundled.NoBundledModel) as e:
         print(f"run_sample.py: {e}", file=sys.stderr)
         return 1
     print(summary.message)

@@ -146,4 +146,8 @@ def get_config():
     config.distill.lr = 5e-5  # Adam (optim.b1, b2, eps, grad_clip), constant, reset every round
     # The teacher's guidance scale that the student learns; -1: the export's sampling.audio_guidance.
     config.distill.audio_guidance = -1.0
+    # The DDIM eta the student export samples with by default. It is trained on the
+    # deterministic chain (eta 0); eta > 0 adds fresh noise at each of its steps, which on
+    # faces unlike the training data keeps frames from turning grainy (configs/bundled.py).
+    config.distill.student_eta = 0.0
     return config

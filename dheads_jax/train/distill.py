@@ -505,12 +505,13 @@ def make_plan(config: ml_collections.ConfigDict) -> Plan:
 
 
 def student_export_config(config: ml_collections.ConfigDict, plan: Plan) -> ml_collections.ConfigDict:
-    """The config the student is exported with: DDIM, eta 0, guidance off, on its own timesteps."""
+    """The config the student is exported with: DDIM at ``distill.student_eta`` (0: as trained),
+    guidance off, on its own timesteps."""
     out = ml_collections.ConfigDict(config.to_dict())
     out.sampling.steps = len(plan.grids[-1])
     out.sampling.timesteps = tuple(plan.grids[-1])
     out.sampling.sampler = "ddim"
-    out.sampling.eta = 0.0
+    out.sampling.eta = float(config.distill.student_eta)
     out.sampling.audio_guidance = 1.0
     return out
 
