@@ -47,7 +47,17 @@ EXTRAS = {
     "tpu": ["jax[tpu]>=0.10.2,<0.13"],
     # imageio-ffmpeg: an independent ffmpeg binary that tests decode our mp4s with.
     # import-linter: the layer contract in pyproject.toml, checked by scripts/test.sh.
-    "test": ["pytest==9.2.0", "pytest-xdist", "ruff==0.17.6", "imageio-ffmpeg==0.8.1", "import-linter==2.17"],
+    # selenium: drives headless Chromium (Debian's chromium and chromium-driver) in the web app's tests.
+    "test": [
+        "pytest==9.2.0",
+        "pytest-xdist",
+        "ruff==0.17.6",
+        "imageio-ffmpeg==0.8.1",
+        "import-linter==2.17",
+        "selenium==4.51.0",
+    ],
+    # The local web app (python run_app.py): a Gradio page over dheads_jax.webapp.
+    "app": ["gradio==6.31.0"],
     # Reading the authors' PyTorch checkpoints and audio encoder (python -m dheads_jax.convert).
     "torch": ["torch==2.13.0"],
     # Building datasets on Apache Beam (data/prepare.py --beam_pipeline_options=...): DirectRunner
@@ -67,5 +77,9 @@ setup(
     python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
-    package_data={"dheads_jax.convert": ["official_unet_state_dict.txt"]},
+    # The bundled default model (an export folder: export.json and an orbax checkpoint).
+    package_data={
+        "dheads_jax.convert": ["official_unet_state_dict.txt"],
+        "dheads_jax.bundled": ["default/*", "default/**/*"],
+    },
 )

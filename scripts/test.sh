@@ -8,7 +8,12 @@ VENV="${VENV:-.venv}"
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-"$VENV/bin/python" -m pip install --quiet -c constraints-cpu.txt -e ".[test,torch,eval,beam]"
+"$VENV/bin/python" -m pip install --quiet -c constraints-cpu.txt -e ".[test,torch,eval,beam,app]"
+if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+  echo "browser tests: will run in headless $(command -v chromium) with $(command -v chromedriver)"
+else
+  echo "browser tests: will be skipped (chromium/chromedriver not found; apt-get install chromium chromium-driver)"
+fi
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check .
 "$VENV/bin/lint-imports"
