@@ -8,10 +8,11 @@ unless --host says otherwise, and needs no network. --checkpoint is an old name 
 --export. Needs the app extra: pip install -e ".[app]".
 """
 
-import logging as logging_std
 import sys
 
 from absl import app, flags, logging
+
+from dheads_jax.progress import quiet_library_logs
 
 flags.DEFINE_string("export", None, "An export folder (default: the bundled model).")
 flags.DEFINE_alias("checkpoint", "export")
@@ -23,19 +24,10 @@ flags.DEFINE_string("output_dir", None, "Where videos are kept (default: a new t
 FLAGS = flags.FLAGS
 
 
-class _QuietLibraries(logging_std.Filter):
-    """Drops INFO lines from orbax and the web server's HTTP client; warnings and errors still show."""
-
-    NOISY = ("/orbax/", "/httpx/", "/httpcore/")
-
-    def filter(self, record):
-        return record.levelno >= logging_std.WARNING or not any(p in record.pathname for p in self.NOISY)
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.get_absl_handler().addFilter(_QuietLibraries())
+    quiet_library_logs()
     from dheads_jax import bundled, generate, webapp
 
     try:

@@ -15,7 +15,6 @@ Rerunning the same command continues from the latest checkpoint in --workdir (SI
 one at the next step boundary). Several processes: the flags of run_train.py.
 """
 
-import logging as logging_std
 import os
 import sys
 
@@ -23,6 +22,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from dheads_jax import distributed
+from dheads_jax.progress import quiet_library_logs
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config",
@@ -39,19 +39,10 @@ distributed.define_flags()
 flags.mark_flags_as_required(["teacher", "workdir"])
 
 
-class _QuietLibraries(logging_std.Filter):
-    """Drops INFO lines from orbax and TFDS internals; warnings and errors still show."""
-
-    NOISY = ("/orbax/", "/tensorflow_datasets/")
-
-    def filter(self, record):
-        return record.levelno >= logging_std.WARNING or not any(p in record.pathname for p in self.NOISY)
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.get_absl_handler().addFilter(_QuietLibraries())
+    quiet_library_logs()
     distributed.initialize()
     from dheads_jax import export
     from dheads_jax.train import distill

@@ -10,13 +10,13 @@ JAX_PROCESS_ID; on Cloud TPU jax.distributed finds them itself with --distribute
 Rerunning the same command continues from the latest checkpoint in --workdir.
 """
 
-import logging as logging_std
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from dheads_jax import distributed
+from dheads_jax.progress import quiet_library_logs
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and samples.")
@@ -25,15 +25,6 @@ _DESCRIBE = flags.DEFINE_bool(
 )
 distributed.define_flags()
 flags.mark_flags_as_required(["config"])
-
-
-class _QuietLibraries(logging_std.Filter):
-    """Drops INFO lines from orbax and TFDS internals; warnings and errors still show."""
-
-    NOISY = ("/orbax/", "/tensorflow_datasets/")
-
-    def filter(self, record):
-        return record.levelno >= logging_std.WARNING or not any(p in record.pathname for p in self.NOISY)
 
 
 def main(argv):
@@ -46,7 +37,7 @@ def main(argv):
         return 0
     if not _WORKDIR.value:
         raise app.UsageError("--workdir is required to train")
-    logging.get_absl_handler().addFilter(_QuietLibraries())
+    quiet_library_logs()
     distributed.initialize()
     from dheads_jax.train import loop
 

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import logging as logging_std
 import time
 
 from absl import logging
+
+# Libraries whose INFO lines drown the progress lines of the commands.
+NOISY_LIBRARIES = ("/orbax/", "/tensorflow_datasets/")
+
+
+class _QuietLibraries(logging_std.Filter):
+    def filter(self, record):
+        return record.levelno >= logging_std.WARNING or not any(p in record.pathname for p in NOISY_LIBRARIES)
+
+
+def quiet_library_logs() -> None:
+    """Drops INFO lines of orbax and TFDS internals from absl's handler; warnings and errors still show."""
+    logging.get_absl_handler().addFilter(_QuietLibraries())
 
 
 def format_seconds(seconds: float) -> str:
