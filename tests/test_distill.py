@@ -245,11 +245,11 @@ def test_a_round_lowers_the_distance_to_the_two_step_target():
     assert after[0] < 0.85 * before[0] and after[1] < 0.85 * before[1], (before, after)
 
 
-STEPS_PER_ROUND = 4
+STEPS_PER_ROUND = 2
 
 
 def run_distill_in_process(workdir, stop_at=None):
-    """distill.distill on the bundled clips: N = 1 from the 4-step teacher (2 rounds of 4 steps).
+    """distill.distill on the bundled clips: N = 1 from the 4-step teacher (2 rounds of 2 steps).
 
     On a mesh of 2 of the 8 test devices, as run_train.py's tests run. The teacher's guidance
     is set to 1 so that both rounds share one compiled step (the guided step is covered
@@ -299,10 +299,10 @@ def checkpoint_params(workdir):
 
 def test_sigterm_and_rerun_continue_exactly(reference_run, tmp_path):
     workdir = tmp_path / "interrupted"
-    run_distill_in_process(workdir, stop_at=3)
-    assert Checkpointer(str(workdir / "checkpoints")).latest_step() == 3
+    run_distill_in_process(workdir, stop_at=1)
+    assert Checkpointer(str(workdir / "checkpoints")).latest_step() == 1
     assert not (workdir / "export").exists()
-    run_distill_in_process(workdir)  # continues over the round boundary at step 4
+    run_distill_in_process(workdir)  # continues over the round boundary at step 2
 
     step_a, a, pos_a = checkpoint_params(reference_run)
     step_b, b, pos_b = checkpoint_params(str(workdir))
@@ -324,7 +324,7 @@ def test_the_student_export_samples_through_run_sample(reference_run, tmp_path):
     meta = export.read_meta(path)
     info = meta["provenance"]["distillation"]
     assert info["teacher"]["path"] == TEACHER and info["teacher"]["sampling"]["audio_guidance"] == 5.0
-    assert info["student_steps"] == 1 and info["num_rounds"] == 2 and info["steps_per_round"] == 4
+    assert info["student_steps"] == 1 and info["num_rounds"] == 2 and info["steps_per_round"] == STEPS_PER_ROUND
     assert info["sampler"] == "ddim" and info["eta"] == 0.0
     assert [(r["teacher_steps"], r["student_steps"]) for r in info["rounds"]] == [(4, 2), (2, 1)]
     options = SamplingOptions.from_config(export.config_from_meta(meta))
