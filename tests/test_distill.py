@@ -324,7 +324,9 @@ def test_the_student_export_samples_through_run_sample(reference_run, tmp_path):
     meta = export.read_meta(path)
     info = meta["provenance"]["distillation"]
     assert info["teacher"]["path"] == TEACHER and info["teacher"]["sampling"]["audio_guidance"] == 5.0
-    assert info["student_steps"] == 1 and info["num_rounds"] == 2 and info["steps_per_round"] == STEPS_PER_ROUND
+    assert (
+        info["student_steps"] == 1 and info["num_rounds"] == 2 and info["steps_per_round"] == STEPS_PER_ROUND
+    )
     assert info["sampler"] == "ddim" and info["eta"] == 0.0
     assert [(r["teacher_steps"], r["student_steps"]) for r in info["rounds"]] == [(4, 2), (2, 1)]
     options = SamplingOptions.from_config(export.config_from_meta(meta))
