@@ -53,18 +53,6 @@ flags.DEFINE_integer("profile_every", 10, "The k profiled stage by stage next to
 GOAL_SPEEDUP, GOAL_BOX_PX = 3.0, 2
 
 
-class CountingDetector(faces.LandmarkDetector):
-    """The default detector, counting its HOG detector runs."""
-
-    def __init__(self):
-        super().__init__()
-        self.detections = 0
-
-    def detect(self, image):
-        self.detections += 1
-        return super().detect(image)
-
-
 def best_seconds(fn, repeats: int) -> tuple[float, object]:
     """Fewest wall seconds of ``repeats`` calls of ``fn`` (the least disturbed by other load), last result."""
     times = []
@@ -127,7 +115,7 @@ def main(argv):
     if every[0] != 1:
         raise app.UsageError("--every must start with 1 (the reference)")
     clips = clip_sources(FLAGS.videos_dir)
-    detector = CountingDetector()
+    detector = faces.LandmarkDetector()
     face_s = {k: [] for k in every}
     clip_s = {k: [] for k in every}
     runs = {k: [] for k in every}

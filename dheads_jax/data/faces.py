@@ -51,6 +51,7 @@ class LandmarkDetector:
 
     def __init__(self, coarse_side: int = 480):
         self.coarse_side = coarse_side
+        self.detections = 0  # runs of the face detector (``detect``), for measuring sparse detection
         self._detector = dlib.get_frontal_face_detector()
         self._predictor = dlib.shape_predictor(predictor_path())
 
@@ -81,6 +82,7 @@ class LandmarkDetector:
         Returns:
           dlib.rectangle in pixels, or None when no face is found.
         """
+        self.detections += 1
         return self._largest_face(image)
 
     def landmarks(self, image: np.ndarray, rect) -> np.ndarray:
