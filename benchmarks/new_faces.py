@@ -1,6 +1,7 @@
 """How a model copes with faces it never saw: first-frame fidelity, grain and drift on held-out photos.
 
   python benchmarks/new_faces.py [--export=EXPORT]     # default: the bundled model
+      [--sampler=ddim --steps=10 --eta=0 --audio_guidance=5]   # override the export's sampling
 
 For every photo of data/samples/photos (portraits that are not GRID frames and were never
 used in training) and every sampling seed:
@@ -49,6 +50,10 @@ flags.DEFINE_list("seeds", ["0", "1", "2"], "Sampling seeds.")
 flags.DEFINE_integer("long_seconds", 30, "Seconds of joined speech for the drift study; 0 skips it.")
 flags.DEFINE_string("out", os.path.join(ROOT, "benchmarks", "results", "new_faces.txt"), "Result table.")
 flags.DEFINE_string("figures", os.path.join(ROOT, "docs", "bundled"), "Folder of the PNG figures.")
+flags.DEFINE_enum("sampler", None, ["ddpm", "ddim", "dpmpp"], "Override the export's sampler.")
+flags.DEFINE_integer("steps", None, "Override the export's steps per frame.")
+flags.DEFINE_float("eta", None, "Override the export's DDIM eta.")
+flags.DEFINE_float("audio_guidance", None, "Override the export's audio guidance.")
 
 GRID_DIR = os.path.join(ROOT, "data", "samples", "grid")
 WINDOW_S = 5
@@ -113,7 +118,10 @@ def main(argv):
         glob.glob(os.path.join(FLAGS.photos, "*.jpg")) + glob.glob(os.path.join(FLAGS.photos, "*.png"))
     )
     seeds = [int(s) for s in FLAGS.seeds]
-    base = generate.Sampler.from_export(export_dir)
+    overrides = dict(
+        sampler=FLAGS.sampler, steps=FLAGS.steps, eta=FLAGS.eta, audio_guidance=FLAGS.audio_guidance
+    )
+    base = generate.Sampler.from_export(export_dir, overrides)
     size = base.image_size
     identities = np.stack([generate.load_identity(p, size) for p in photos])
     ident_u8 = to_uint8(identities)
@@ -152,7 +160,7 @@ def main(argv):
         "# benchmarks/new_faces.py",
         f"machine: {platform.machine()} {os.cpu_count()} cores; python {platform.python_version()}, jax {jax.__version__}",
         f"export: {os.path.relpath(export_dir, ROOT)} ({size} px; sampler {base.options.sampler}, "
-        f"{base.options.steps} steps, audio guidance {base.options.audio_guidance})",
+        f"{base.options.steps} steps, eta {base.options.eta}, audio guidance {base.options.audio_guidance})",
         f"photos: {os.path.relpath(FLAGS.photos, ROOT)}; 3 s clip audio: {os.path.relpath(FLAGS.audio, ROOT)}; "
         f"seeds {seeds}: mean [min, max]; sampling {np.mean(timing):.2f} frames/s",
         "",

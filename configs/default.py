@@ -72,6 +72,11 @@ def get_config():
     # parametrization]: |v - v_hat|^2 keeps weight on the high noise levels where the mouth
     # can only come from the audio (eps - eps_hat = sqrt(abar) (v - v_hat) vanishes there).
     config.diffusion.mse_target = "eps"
+    # [ours] The network sees x_t - sqrt(abar_t) x_Id and so predicts the difference from the
+    # identity frame (dheads_jax/diffusion/gaussian.py, network_input): what does not move is
+    # 0 whatever the photo, so a model trained on GRID's one studio wall copies other faces.
+    # False (official) feeds x_t itself.
+    config.diffusion.identity_relative = False
 
     # Optimisation (docs/method.md, section 4).
     config.optim = ml_collections.ConfigDict()

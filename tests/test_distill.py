@@ -354,3 +354,51 @@ def test_the_student_export_samples_through_run_sample(reference_run, tmp_path):
     waveform, _ = media.read_audio(audio)  # 16 kHz: floor(seconds * 25) frames
     assert frames.shape == (len(waveform) // media.SAMPLES_PER_FRAME, 32, 32, 3) and frames.std() > 1
     assert meta["config"]["sampling"]["timesteps"] == [T - 1]
+
+
+def relative_teacher(parametrization, fixed_x0):
+    """The fixed-x0 teacher written for a network that sees z - sqrt(abar) x_Id: it predicts
+    the difference x0 - x_Id from the shifted input."""
+
+    def apply_fn(params, z_in, timesteps, identity, motion, audio):
+        del params, motion, audio
+        diff = fixed_x0 - identity
+        abar = extract(jnp.asarray(FULL_ABAR, z_in.dtype), timesteps)
+        a, s = jnp.sqrt(abar), jnp.sqrt(1 - abar)
+        eps = (z_in - a * diff) / s
+        pred = eps if parametrization == "eps" else a * eps - s * diff
+        return jnp.concatenate([pred, jnp.zeros_like(pred)], -1)
+
+    return apply_fn
+
+
+@pytest.mark.parametrize("parametrization", ["eps", "v"])
+def test_teacher_steps_relative_to_the_identity_equal_the_frame_space_steps(parametrization):
+    """A teacher fed z - sqrt(abar) x_Id that predicts the difference from x_Id takes the same
+    steps as the frame-space teacher with the same x0_hat, and ends on that x0."""
+    options = chain_options(parametrization)
+    teacher = options.make_schedule()
+    rng = np.random.default_rng(2)
+    z = jnp.asarray(rng.normal(size=(3, 4, 4, 3)), jnp.float32)
+    identity = jnp.asarray(rng.uniform(-1, 1, (3, 4, 4, 3)), jnp.float32)
+    audio = jnp.asarray(rng.normal(size=(3, 5, 2)), jnp.float32)
+    fixed_x0 = jnp.asarray(rng.uniform(-0.9, 0.9, (4, 4, 3)), jnp.float32)
+    index = jnp.asarray([5, 3, 1], jnp.int32)
+    condition = (identity, None, audio)
+    plain = distill.teacher_steps(
+        analytic_teacher(parametrization, fixed_x0), None, teacher, z, index, condition,
+        parametrization=parametrization,
+    )  # fmt: skip
+    relative = distill.teacher_steps(
+        relative_teacher(parametrization, fixed_x0), None, teacher, z, index, condition,
+        parametrization=parametrization, identity_relative=True,
+    )  # fmt: skip
+    # float32: the top steps divide by sqrt(abar), so the two roundings differ by ~2e-5.
+    np.testing.assert_allclose(relative, plain, atol=1e-4)
+    np.testing.assert_allclose(relative[2], jnp.broadcast_to(fixed_x0, (4, 4, 3)), atol=1e-4)
+    # The same network without the shift takes other steps.
+    unshifted = distill.teacher_steps(
+        relative_teacher(parametrization, fixed_x0), None, teacher, z, index, condition,
+        parametrization=parametrization,
+    )  # fmt: skip
+    assert float(jnp.abs(unshifted - plain).max()) > 1e-2

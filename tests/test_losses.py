@@ -314,3 +314,34 @@ def test_v_mse_target_needs_a_v_network_and_a_known_name():
         diffusion_loss(None, None, S, batch, jax.random.key(0), mse_target="v", **kw)
     with pytest.raises(ValueError, match="unknown mse_target"):
         diffusion_loss(None, None, S, batch, jax.random.key(0), parametrization="v", mse_target="x0", **kw)
+
+
+class _DifferenceOracle:
+    """Stands in for the U-Net: from the input it is given, the exact v (or eps) of the
+    difference x0 - x_Id of a known batch, for a network fed x_t - sqrt(abar_t) x_Id."""
+
+    def __init__(self, target, parametrization):
+        self.target, self.parametrization = target, parametrization
+
+    def apply(self, variables, x_in, timesteps, identity, motion, audio, train=False, rngs=None):
+        abar = gaussian.extract(S.alphas_cumprod, timesteps)
+        diff = self.target - identity
+        eps = (x_in - jnp.sqrt(abar) * diff) / jnp.sqrt(1 - abar)
+        pred = eps if self.parametrization == "eps" else jnp.sqrt(abar) * eps - jnp.sqrt(1 - abar) * diff
+        return jnp.concatenate([pred, jnp.zeros_like(pred)], -1)
+
+
+@pytest.mark.parametrize("parametrization,mse_target", [("eps", "eps"), ("v", "eps"), ("v", "v")])
+def test_identity_relative_loss_is_zero_for_a_perfect_denoiser_of_the_difference(parametrization, mse_target):
+    """With identity_relative the network's input is x_t - sqrt(abar) x_Id and its v target
+    that of x0 - x_Id: an exact predictor of the difference has zero L_simple and lip loss
+    (the VLB keeps the learned-variance term), and the unshifted loss does not."""
+    config = helpers.tiny_config()
+    batch = helpers.random_batch(config, 3, seed=5)
+    oracle = _DifferenceOracle(batch["target"], parametrization)
+    kw = dict(lambda_vlb=0.0, lambda_ls=1.0, parametrization=parametrization, mse_target=mse_target)
+    key = jax.random.key(6)
+    _, shifted = diffusion_loss(None, oracle, S, batch, key, identity_relative=True, **kw)
+    _, unshifted = diffusion_loss(None, oracle, S, batch, key, **kw)
+    assert float(shifted["simple"]) < 1e-8 and float(shifted["lip"]) < 1e-8
+    assert float(unshifted["simple"]) > 1e-3

@@ -417,6 +417,38 @@ def test_a_perfect_denoiser_recovers_the_clean_frame(sampler, steps, parametriza
     np.testing.assert_allclose(out, x0, atol=1e-4)
 
 
+@pytest.mark.parametrize("parametrization", ["eps", "v"])
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpmpp"])
+def test_a_perfect_denoiser_of_the_difference_from_the_identity_recovers_the_clean_frame(
+    sampler, parametrization
+):
+    """identity_relative: the network sees x_t - sqrt(abar_t) x_Id and predicts the difference
+    d = x0 - x_Id (eps = (x_in - sqrt(abar) d) / sqrt(1 - abar), v of d); the chain, in frame
+    space, must still end at x0. Without the shift the same network misses it."""
+    full = build_schedule("cosine", 1000)
+    rng = np.random.default_rng(4)
+    x0 = jnp.asarray(rng.uniform(-0.9, 0.9, (2, 8, 8, 3)), jnp.float32)
+    identity = jnp.asarray(rng.uniform(-0.9, 0.9, (2, 8, 8, 3)), jnp.float32)
+
+    def oracle(params, x_in, t, identity, motion, audio):
+        abar = full.alphas_cumprod[t][:, None, None, None]
+        diff = x0 - identity
+        eps = (x_in - jnp.sqrt(abar) * diff) / jnp.sqrt(1 - abar)
+        pred = eps if parametrization == "eps" else jnp.sqrt(abar) * eps - jnp.sqrt(1 - abar) * diff
+        return jnp.concatenate([pred, jnp.zeros_like(eps)], -1)
+
+    keys = sampling.frame_keys(jax.random.key(0), jnp.arange(2), 0)
+    condition = (identity, identity[:, None], jnp.zeros((2, 5, 4)))
+    for relative in (True, False):
+        options = make_options(sampler=sampler, parametrization=parametrization, steps=25)
+        options = options.replace(identity_relative=relative)
+        out = sampling.sample_frame(oracle, None, options.make_schedule(), keys, condition, options)
+        if relative:
+            np.testing.assert_allclose(out, x0, atol=1e-4)
+        else:
+            assert float(jnp.abs(out - x0).max()) > 0.1
+
+
 def test_audio_guidance_combines_the_two_passes_as_classifier_free_guidance():
     """[ours] pred = pred(null) + g (pred(audio) - pred(null)); variance from the audio pass."""
     calls = []

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import jax
 import jax.numpy as jnp
 
-from dheads_jax.diffusion.gaussian import ddim_step, ddpm_step, dpmpp_2m_step, output_to_eps
+from dheads_jax.diffusion.gaussian import ddim_step, ddpm_step, dpmpp_2m_step, network_input, output_to_eps
 from dheads_jax.diffusion.schedule import Schedule
 
 ApplyFn = Callable[..., jax.Array]
@@ -32,6 +32,7 @@ class ChainOptions(Protocol):
     sampler: str
     eta: float
     parametrization: str
+    identity_relative: bool
     audio_guidance: float
     null_audio: tuple[float, ...] | None
 
@@ -134,8 +135,9 @@ def sample_frame(
       condition: (identity [B, H, W, 3] in [-1, 1], motion [B, m_x, H, W, mc] oldest
         first, audio [B, 2 m_y + 1, D] the frame's audio window).
       options: the sampler ("ddpm", the official ancestral sampler with the learned
-        variance, "ddim" or "dpmpp", DPM-Solver++(2M)), DDIM's eta, the parametrization ("eps" or "v") and the audio
-        guidance scale with its null audio.
+        variance, "ddim" or "dpmpp", DPM-Solver++(2M)), DDIM's eta, the parametrization ("eps" or "v"),
+        whether the network sees x_t relative to the identity (``network_input``) and the
+        audio guidance scale with its null audio.
       return_trajectory: also return x after every step.
 
     Returns:
@@ -157,10 +159,11 @@ def sample_frame(
         x, x0_prev = carry
         t_index = jnp.full((batch,), j, jnp.int32)
         timesteps = jnp.full((batch,), schedule.timesteps[j], jnp.int32)
+        x_in = network_input(schedule, x, t_index, identity, options.identity_relative)
         out = guided_output(
             apply_fn,
             params,
-            x,
+            x_in,
             timesteps,
             identity,
             motion,
@@ -168,7 +171,7 @@ def sample_frame(
             options.null_audio,
             options.audio_guidance,
         )
-        out = output_to_eps(schedule, out, x, t_index, options.parametrization)
+        out = output_to_eps(schedule, out, x_in, t_index, options.parametrization)
         x_prev, x0 = step_fn(schedule, out, x, t_index, x0_prev if multistep else step_noise(keys, j, shape))
         return (x_prev, x0 if multistep else x0_prev), (x_prev if return_trajectory else None)
 

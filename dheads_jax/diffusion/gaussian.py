@@ -78,6 +78,34 @@ def output_to_eps(s: Schedule, model_output: jax.Array, x_t: jax.Array, t: jax.A
     return jnp.concatenate([eps.astype(model_output.dtype), var], axis=-1)
 
 
+def network_input(
+    s: Schedule, x_t: jax.Array, t: jax.Array, identity: jax.Array, relative: bool
+) -> jax.Array:
+    """What the network sees of x_t: x_t itself, or [ours] x_t - sqrt(abar_t) x_Id.
+
+    With ``relative`` the chain is read as diffusing the difference x_0 - x_Id from the
+    identity frame: x_t - sqrt(abar_t) x_Id = sqrt(abar_t) (x_0 - x_Id) + sqrt(1 - abar_t) eps.
+    eps is the same in both readings, so an eps network needs nothing else, and a v network
+    predicts v of the difference, whose ``output_to_eps`` is taken at this shifted input.
+    The chain, its clamp to [-1, 1] and the losses on eps stay in frame space; only the
+    network (and a v target, ``v_target`` of x_0 - x_Id) sees the difference. Everywhere
+    the identity does not change (background, hair, clothes) the network's answer is then
+    0 whatever the face and light look like, which is what lets a model trained on one
+    studio wall copy other photos.
+
+    Args:
+      s: the schedule whose index ``t`` is; t: [B] indices.
+      x_t: [B, H, W, 3]; identity: [B, H, W, 3] in [-1, 1].
+      relative: shift (True) or return ``x_t`` unchanged (False, the official network).
+
+    Returns:
+      [B, H, W, 3].
+    """
+    if not relative:
+        return x_t
+    return x_t - extract(s.sqrt_alphas_cumprod, t) * identity.astype(x_t.dtype)
+
+
 def v_target(s: Schedule, x_start: jax.Array, noise: jax.Array, t: jax.Array) -> jax.Array:
     """v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0, the target of a v-predicting network."""
     return extract(s.sqrt_alphas_cumprod, t) * noise - extract(s.sqrt_one_minus_alphas_cumprod, t) * x_start

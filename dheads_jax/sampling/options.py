@@ -46,6 +46,8 @@ class SamplingOptions:
         (run_distill.py) samples on every 2^k-th timestep of its teacher's chain, which
         the official respacing of fewer steps does not give. An override of ``steps`` to
         another count drops them (the official respacing of that count).
+      identity_relative: [ours] the network sees x_t - sqrt(abar_t) x_Id (the model's
+        ``diffusion.identity_relative``; ``dheads_jax.diffusion.network_input``).
     """
 
     sampler: str
@@ -62,6 +64,7 @@ class SamplingOptions:
     schedule: str
     num_timesteps: int
     timesteps: tuple[int, ...] = ()
+    identity_relative: bool = False
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
@@ -135,6 +138,7 @@ class SamplingOptions:
             schedule=str(config.diffusion.schedule),
             num_timesteps=int(config.diffusion.num_timesteps),
             timesteps=timesteps,
+            identity_relative=bool(config.diffusion.get("identity_relative", False)),
         )
 
     def replace(self, **changes) -> SamplingOptions:

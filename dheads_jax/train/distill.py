@@ -60,7 +60,15 @@ from absl import logging
 
 from dheads_jax import export, input_pipeline, parallel
 from dheads_jax.checkpointing import Checkpointer
-from dheads_jax.diffusion import Schedule, ddim_step, output_to_eps, q_sample, space_timesteps, v_target
+from dheads_jax.diffusion import (
+    Schedule,
+    ddim_step,
+    network_input,
+    output_to_eps,
+    q_sample,
+    space_timesteps,
+    v_target,
+)
 from dheads_jax.diffusion.chain import ApplyFn, guided_output
 from dheads_jax.diffusion.gaussian import extract, predict_eps_from_xstart
 from dheads_jax.models import factory
@@ -280,6 +288,7 @@ def teacher_steps(
     *,
     count: int = 2,
     parametrization: str,
+    identity_relative: bool = False,
     audio_guidance: float = 1.0,
     null_audio=None,
 ) -> jax.Array:
@@ -296,6 +305,7 @@ def teacher_steps(
       condition: (identity, motion, audio) as the sampler passes them.
       count: steps to take.
       parametrization: "eps" or "v".
+      identity_relative: the network sees z relative to the identity (``network_input``).
       audio_guidance, null_audio: the teacher's guidance.
 
     Returns:
@@ -305,10 +315,11 @@ def teacher_steps(
     zeros = jnp.zeros_like(z)
     for i in range(count):
         t = index - i
+        z_in = network_input(teacher, z, t, identity, identity_relative)
         out = guided_output(
             apply_fn,
             params,
-            z,
+            z_in,
             jnp.take(teacher.timesteps, t),
             identity,
             motion,
@@ -316,7 +327,7 @@ def teacher_steps(
             null_audio,
             audio_guidance,
         )
-        out = output_to_eps(teacher, out, z, t, parametrization)
+        out = output_to_eps(teacher, out, z_in, t, parametrization)
         z, _ = ddim_step(teacher, out, z, t, zeros, eta=0.0)
     return z
 
@@ -333,6 +344,7 @@ def distill_loss(
     rng: jax.Array,
     *,
     parametrization: str,
+    identity_relative: bool = False,
     audio_guidance: float = 1.0,
     null_audio=None,
     train: bool = True,
@@ -352,6 +364,8 @@ def distill_loss(
       batch: training batch ('target', 'identity', 'motion', 'audio').
       rng: the step's key (split into ``DISTILL_KEYS``).
       parametrization: the network's, "eps" or "v".
+      identity_relative: the network sees z relative to the identity (``network_input``);
+        the target prediction is then that of x_0 - x_Id at the shifted input.
       audio_guidance, null_audio: the teacher's guidance (the student is one pass).
       train: the student runs with dropout.
 
@@ -375,21 +389,26 @@ def distill_loss(
         2 * j + 1,
         condition,
         parametrization=parametrization,
+        identity_relative=identity_relative,
         audio_guidance=audio_guidance,
         null_audio=null_audio,
     )
     z_teacher = jax.lax.stop_gradient(z_teacher)
-    target = prediction_for_x0(student, x0_target(student, z, j, z_teacher), z, j, parametrization)
+    x0 = x0_target(student, z, j, z_teacher)
+    z_in = network_input(student, z, j, batch["identity"], identity_relative)
+    if identity_relative:
+        x0 = x0 - batch["identity"]
+    target = prediction_for_x0(student, x0, z_in, j, parametrization)
     out = model.apply(
         {"params": params},
-        z,
+        z_in,
         jnp.take(student.timesteps, j),
         *condition,
         train=train,
         rngs={"dropout": keys["dropout"]},
     ).astype(jnp.float32)
     loss = ((out[..., : x_start.shape[-1]] - target) ** 2).mean()
-    own = output_to_eps(student, jax.lax.stop_gradient(out), z, j, parametrization)
+    own = output_to_eps(student, jax.lax.stop_gradient(out), z_in, j, parametrization)
     z_student, _ = ddim_step(student, own, z, j, jnp.zeros_like(z), eta=0.0)
     return loss, dict(loss=loss, step_mse=((z_student - z_teacher) ** 2).mean())
 
@@ -426,7 +445,10 @@ def make_distill_step(
     """
     base_key = jax.random.key(config.seed)
     kw = dict(
-        parametrization=config.diffusion.parametrization, audio_guidance=audio_guidance, null_audio=null_audio
+        parametrization=config.diffusion.parametrization,
+        identity_relative=bool(config.diffusion.get("identity_relative", False)),
+        audio_guidance=audio_guidance,
+        null_audio=null_audio,
     )
 
     def step(state: DistillState, batch: dict, tables: RoundTables):

@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dheads_jax.diffusion import Schedule, output_to_eps, q_sample, training_losses, v_target
+from dheads_jax.diffusion import Schedule, network_input, output_to_eps, q_sample, training_losses, v_target
 from dheads_jax.diffusion.gaussian import MSE_TARGETS
 from dheads_jax.imaging import motion_transform
 
@@ -84,6 +84,7 @@ def diffusion_loss(
     mse_target: str = "eps",
     motion_noise: float = 0.0,
     motion_dropout: float = 0.0,
+    identity_relative: bool = False,
     train: bool = True,
 ):
     """Mean loss over a batch and its terms.
@@ -108,6 +109,8 @@ def diffusion_loss(
         learns to take imperfect (its own, generated) motion frames; 0 (official) is off.
       motion_dropout: [ours] probability of replacing an example's motion frames by the
         identity (``drop_motion``), applied after the noise; 0 (official) is off.
+      identity_relative: [ours] the network sees x_t - sqrt(abar_t) x_Id and a v target is
+        that of x_0 - x_Id (``network_input``); the losses on eps are unchanged.
       train: dropout on.
 
     Returns:
@@ -128,9 +131,10 @@ def diffusion_loss(
     # augmentations on leaves the timesteps, noise and dropout of a step unchanged.
     motion = augment_motion(keys["motion_noise"], batch["motion"], motion_noise)
     motion = drop_motion(keys["motion_dropout"], motion, batch["identity"], motion_dropout)
+    x_in = network_input(schedule, x_t, t, batch["identity"], identity_relative)
     out = model.apply(
         {"params": params},
-        x_t,
+        x_in,
         jnp.take(schedule.timesteps, t),
         batch["identity"],
         motion,
@@ -140,8 +144,9 @@ def diffusion_loss(
     )
     mse_pair = None
     if mse_target == "v":
-        mse_pair = (out[..., : x_start.shape[-1]].astype(jnp.float32), v_target(schedule, x_start, noise, t))
-    out = output_to_eps(schedule, out, x_t, t, parametrization)
+        v_of = x_start - batch["identity"] if identity_relative else x_start
+        mse_pair = (out[..., : x_start.shape[-1]].astype(jnp.float32), v_target(schedule, v_of, noise, t))
+    out = output_to_eps(schedule, out, x_in, t, parametrization)
     terms = training_losses(
         schedule, out, x_start, x_t, t, noise, batch["mouth_box"], lambda_vlb, lambda_ls, mse_pair=mse_pair
     )

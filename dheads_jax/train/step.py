@@ -38,6 +38,7 @@ def make_train_step(
         lambda_ls=config.diffusion.lambda_ls,
         parametrization=config.diffusion.parametrization,
         mse_target=config.diffusion.mse_target,
+        identity_relative=bool(config.diffusion.get("identity_relative", False)),
         motion_noise=float(config.train.motion_noise),
         motion_dropout=float(config.train.motion_dropout),
     )
