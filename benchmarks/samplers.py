@@ -1,0 +1,348 @@
+"""Samplers against quality: every sampler of a teacher export and its distilled students.
+
+  # one teacher (and its students), every row and sampling seed; resumable:
+  python benchmarks/samplers.py --teacher=T/export --students=S4/export,S2/export,S1/export \
+      --workdir=/tmp/samplers/seed0
+  # several teachers (training seeds) into one table, plot and frame grid:
+  python benchmarks/samplers.py --combine=/tmp/samplers/seed0,/tmp/samplers/seed1 --out=docs/samplers
+
+Rows (all on the teacher's held-out split, each with the teacher's audio guidance):
+DDPM 100 and 50 (the official sampler), DDIM 25, 10 and 5, DPM-Solver++(2M) 10 and 5, and
+each student's own steps (one network pass per step, guidance distilled in). For every row
+and sampling seed it samples the split with ``generate.Sampler``, evaluates it with the
+evaluation suite (``dheads_jax.evaluate``: mouth correlation with the ground truth, AV
+correlation and offset, LPIPS, LMD, FVD, OFM and F-MSE) and times the sampling on this
+machine (frames/s after the first frame, which carries the compilation).
+
+Network passes per frame: steps x 2 with audio guidance (two passes), else steps. The
+accelerator column is an estimate, not a measurement (this machine has none): per pass,
+the larger of the XLA FLOP count at 30 % of an H200's dense bf16 peak (989 TFLOP/s) and
+0.5 ms (a 64 px U-Net of this size is bound by kernel launches, not FLOPs), times the
+passes of 25 frames.
+
+A run writes ``results.json`` in its workdir, and every (row, seed) keeps its videos and
+report there, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+
+from dheads_jax import evaluate, generate, media  # noqa: E402
+from dheads_jax.models import factory  # noqa: E402
+from dheads_jax.progress import quiet_library_logs  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("teacher", None, "The teacher export.")
+flags.DEFINE_list("students", [], "Student exports distilled from the teacher.")
+flags.DEFINE_string("dataset", None, "Prepared dataset (default: the teacher config's cached one).")
+flags.DEFINE_string("split", "test", "Held-out split.")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Sampling seeds.")
+flags.DEFINE_list("rows", [], "Only these teacher rows (e.g. ddim10,dpmpp5); default all.")
+flags.DEFINE_string("workdir", None, "Where videos, reports and results.json go.")
+flags.DEFINE_list("combine", [], "Workdirs of finished runs to merge into one table.")
+flags.DEFINE_string(
+    "out", os.path.join(ROOT, "docs", "samplers"), "Folder of the combined table and figures."
+)
+
+TEACHER_ROWS = (
+    ("ddpm100", "DDPM 100", dict(sampler="ddpm", steps=100)),
+    ("ddpm50", "DDPM 50", dict(sampler="ddpm", steps=50)),
+    ("ddim25", "DDIM 25", dict(sampler="ddim", steps=25)),
+    ("ddim10", "DDIM 10", dict(sampler="ddim", steps=10)),
+    ("ddim5", "DDIM 5", dict(sampler="ddim", steps=5)),
+    ("dpmpp10", "DPM++ 10", dict(sampler="dpmpp", steps=10)),
+    ("dpmpp5", "DPM++ 5", dict(sampler="dpmpp", steps=5)),
+)
+MEASURES = (
+    ("mouth_correlation", "mouth corr", 3),
+    ("av_correlation", "AV corr", 3),
+    ("av_offset", "AV offset", 1),
+    ("lpips", "LPIPS", 4),
+    ("lmd", "LMD", 3),
+    ("fvd", "FVD", 0),
+    ("ofm", "OFM", 1),
+    ("fmse", "F-MSE", 2),
+    ("psnr", "PSNR", 2),
+)
+PEAK_FLOPS = 989e12  # H200 dense bf16
+UTILISATION = 0.3
+LAUNCH_FLOOR_S = 5e-4
+
+
+def sample_split(sampler: generate.Sampler, dataset: str, split: str, out_dir: str) -> dict:
+    """Samples every clip of the split in one batch into ``out_dir``; returns the timing."""
+    request = generate.Request(dataset=dataset, split=split, output_dir=out_dir)
+    entries, _ = generate.plan_dataset(sampler, request)
+    jobs, failed = generate.load_entries(sampler, request, entries)
+    if failed or not jobs:
+        raise RuntimeError(f"{dataset}: clips that cannot be sampled: {failed}")
+    writers = [media.make_writer(j.output, j.waveform) for j in jobs]
+    frames_done, start, first = 0, time.perf_counter(), None
+    try:
+        for k, frames, active in sampler.frames(jobs):
+            for writer, frame, on in zip(writers, frames, active, strict=True):
+                if on:
+                    writer.add(frame)
+            if k == 0:
+                first = time.perf_counter()
+            else:
+                frames_done += int(active.sum())
+        for w in writers:
+            w.close()
+    except BaseException:
+        for w in writers:
+            w.abort()
+        raise
+    end = time.perf_counter()
+    return dict(frames_per_s=frames_done / max(end - first, 1e-9), first_frame_s=first - start)
+
+
+def passes_per_frame(options) -> int:
+    return options.steps * (1 if options.audio_guidance == 1.0 else 2)
+
+
+def pass_flops(config) -> float:
+    """XLA's FLOP count of one network pass at batch 1."""
+    model = factory.build_unet(config)
+    inputs = factory.dummy_inputs(config, 1)
+    params = factory.param_shapes(config)
+    fn = jax.jit(lambda p, x: model.apply({"params": p}, **x, train=False))
+    cost = fn.lower(params, inputs).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return float(cost.get("flops", 0.0))
+
+
+def accelerator_estimate(flops: float, passes: int) -> float:
+    """Estimated accelerator seconds per second of video (see the module docstring)."""
+    per_pass = max(flops / (UTILISATION * PEAK_FLOPS), LAUNCH_FLOOR_S)
+    return per_pass * passes * media.FPS
+
+
+def run_rows(workdir: str) -> None:
+    teacher = generate.Sampler.from_export(FLAGS.teacher)
+    dataset = FLAGS.dataset
+    if dataset is None:
+        from dheads_jax.data import cache
+
+        dataset = cache.ensure_dataset(teacher.config)
+    rows = [(key, name, FLAGS.teacher, over) for key, name, over in TEACHER_ROWS]
+    if FLAGS.rows:
+        rows = [r for r in rows if r[0] in FLAGS.rows]
+    for path in FLAGS.students:
+        steps = generate.Sampler.from_export(path).options.steps
+        rows.append((f"student{steps}", f"student {steps}", path, {}))
+    flops = pass_flops(teacher.config)
+    results_path = os.path.join(workdir, "results.json")
+    results = dict(
+        teacher=os.path.abspath(FLAGS.teacher),
+        workdir=os.path.abspath(workdir),
+        dataset=dataset,
+        split=FLAGS.split,
+        machine=f"{platform.machine()} {os.cpu_count()} cores; python {platform.python_version()}, jax {jax.__version__}",
+        pass_gflops=flops / 1e9,
+        rows={},
+    )
+    for key, name, path, over in rows:
+        for seed in (int(s) for s in FLAGS.seeds):
+            sampler = generate.Sampler.from_export(path, over, seed)
+            o = sampler.options
+            row = results["rows"].setdefault(
+                key,
+                dict(
+                    name=name,
+                    export=os.path.abspath(path),
+                    sampler=o.sampler,
+                    steps=o.steps,
+                    eta=o.eta,
+                    audio_guidance=o.audio_guidance,
+                    passes=passes_per_frame(o),
+                    accelerator_s_per_s=accelerator_estimate(flops, passes_per_frame(o)),
+                    seeds={},
+                ),
+            )
+            here = os.path.join(workdir, key, f"seed{seed}")
+            done = os.path.join(here, "measures.json")
+            if not os.path.exists(done):
+                logging.info("%s, seed %d: sampling", name, seed)
+                timing = sample_split(sampler, dataset, FLAGS.split, os.path.join(here, "videos"))
+                report = evaluate.evaluate(
+                    os.path.join(here, "videos"), dataset, os.path.join(here, "report"), FLAGS.split
+                )
+                measures = {k: report["summary"]["generated"].get(k) for k, _, _ in MEASURES} | timing
+                with open(done + ".tmp", "w", encoding="utf-8") as f:
+                    json.dump(measures, f, indent=1)
+                os.replace(done + ".tmp", done)
+            with open(done, encoding="utf-8") as f:
+                row["seeds"][str(seed)] = json.load(f)
+            logging.info("%s, seed %d: %s", name, seed, row["seeds"][str(seed)])
+            with open(results_path + ".tmp", "w", encoding="utf-8") as f:
+                json.dump(results, f, indent=1)
+            os.replace(results_path + ".tmp", results_path)
+
+
+def spread(values) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    return f"{np.mean(values):.3g} [{min(values):.3g}, {max(values):.3g}]"
+
+
+def combine(workdirs: list[str], out: str) -> None:
+    runs = []
+    for w in workdirs:
+        with open(os.path.join(w, "results.json"), encoding="utf-8") as f:
+            runs.append(json.load(f))
+    keys = []
+    for r in runs:
+        keys += [k for k in r["rows"] if k not in keys]
+    lines = [
+        "# benchmarks/samplers.py --combine=" + ",".join(workdirs),
+        f"machine: {runs[0]['machine']}",
+        f"teachers: {', '.join(r['teacher'] for r in runs)}",
+        f"held-out split {runs[0]['split']} of {runs[0]['dataset']}; one pass {runs[0]['pass_gflops']:.2f} GFLOP",
+        "each cell: mean [min, max] over every teacher and sampling seed; frames/s on this CPU;",
+        f"accel s/s: ESTIMATED accelerator seconds per second of video (max(FLOPs / {UTILISATION:.0%} of "
+        f"{PEAK_FLOPS / 1e12:.0f} TFLOP/s, {LAUNCH_FLOOR_S * 1e3:.1f} ms) per pass), not measured",
+        "",
+    ]
+    header = ["row", "passes/frame"] + [label for _, label, _ in MEASURES] + ["CPU frames/s", "accel s/s"]
+    table, summary = [], {}
+    for k in keys:
+        rows = [r["rows"][k] for r in runs if k in r["rows"]]
+        cells = [m for row in rows for m in row["seeds"].values()]
+        summary[k] = dict(
+            name=rows[0]["name"],
+            passes=rows[0]["passes"],
+            n=len(cells),
+            **{m: [c.get(m) for c in cells] for m, _, _ in MEASURES},
+            fps=[c["frames_per_s"] for c in cells],
+        )
+        table.append(
+            [rows[0]["name"], str(rows[0]["passes"])]
+            + [spread(summary[k][m]) for m, _, _ in MEASURES]
+            + [spread(summary[k]["fps"]), f"{rows[0]['accelerator_s_per_s']:.3g}"]
+        )
+    widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(header)]
+    lines.append(" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    lines += [" | ".join(c.ljust(w) for c, w in zip(t, widths, strict=True)) for t in table]
+    lines += ["", *goal_lines(summary)]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "samplers.txt"), "w", encoding="utf-8") as f:
+        f.write(text)
+    plot(summary, os.path.join(out, "samplers.png"))
+    frame_grid(runs[0], keys, os.path.join(out, "samplers_frames.png"))
+
+
+def goal_lines(summary: dict) -> list[str]:
+    """The 4-step student against the guided 10-step DDIM teacher (means over all runs)."""
+    if "ddim10" not in summary or "student4" not in summary:
+        return ["goal check needs the DDIM 10 and student 4 rows"]
+    t, s = summary["ddim10"], summary["student4"]
+
+    def ratio(m):
+        a, b = np.mean([v for v in s[m] if v is not None]), np.mean([v for v in t[m] if v is not None])
+        return a / b
+
+    mouth, av, lp = ratio("mouth_correlation"), ratio("av_correlation"), ratio("lpips")
+    return [
+        f"student 4 / DDIM 10: mouth corr {mouth:.2f} (goal >= 0.90), AV corr {av:.2f} (goal >= 0.90), "
+        f"LPIPS {lp:.2f} (goal <= 1.10)"
+    ]
+
+
+def plot(summary: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for ax, (m, label) in zip(
+        axes,
+        [("mouth_correlation", "mouth corr"), ("av_correlation", "AV corr"), ("lpips", "LPIPS")],
+        strict=True,
+    ):
+        for k, r in summary.items():
+            vals = [v for v in r[m] if v is not None]
+            if not vals:
+                continue
+            family = (
+                "o"
+                if k.startswith("ddpm")
+                else "s"
+                if k.startswith("ddim")
+                else "^"
+                if k.startswith("dpmpp")
+                else "*"
+            )
+            ax.errorbar(
+                r["passes"],
+                np.mean(vals),
+                yerr=[[np.mean(vals) - min(vals)], [max(vals) - np.mean(vals)]],
+                fmt=family,
+                capsize=3,
+            )
+            ax.annotate(
+                r["name"], (r["passes"], np.mean(vals)), fontsize=7, xytext=(3, 3), textcoords="offset points"
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel("network passes per frame")
+        ax.set_title(label)
+    fig.suptitle("Quality against network passes per frame (mean and range over teachers and seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def frame_grid(run: dict, keys: list[str], path: str) -> None:
+    """Frames 0, 1 s, 2 s of the first held-out clip, seed 0 of the first teacher, one row per sampler."""
+    from PIL import Image, ImageDraw
+
+    from dheads_jax.evaluate import read_clip
+
+    strips = []
+    for k in keys:
+        seed = sorted(run["rows"][k]["seeds"])[0] if k in run["rows"] else None
+        if seed is None:
+            continue
+        videos = os.path.join(run["workdir"], k, f"seed{seed}", "videos")
+        clip = sorted(f for f in os.listdir(videos) if f.endswith(".mp4"))[0]
+        frames, _ = read_clip(os.path.join(videos, clip))
+        picks = [i for i in (0, 25, 50) if i < len(frames)]
+        strip = np.concatenate([frames[i] for i in picks], 1)
+        label = Image.new("RGB", (90, strip.shape[0]), "white")
+        ImageDraw.Draw(label).text((4, strip.shape[0] // 2 - 6), run["rows"][k]["name"], fill="black")
+        strips.append(np.concatenate([np.asarray(label), strip], 1))
+    grid = np.concatenate(strips, 0)
+    Image.fromarray(grid).save(path)
+
+
+def main(argv):
+    del argv
+    quiet_library_logs()
+    if FLAGS.combine:
+        combine(FLAGS.combine, FLAGS.out)
+        return
+    if not FLAGS.teacher or not FLAGS.workdir:
+        raise app.UsageError("--teacher and --workdir are required (or --combine)")
+    os.makedirs(FLAGS.workdir, exist_ok=True)
+    run_rows(FLAGS.workdir)
+
+
+if __name__ == "__main__":
+    app.run(main)
