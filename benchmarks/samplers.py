@@ -213,12 +213,14 @@ def combine(workdirs: list[str], out: str) -> None:
         f"machine: {runs[0]['machine']}",
         f"teachers: {', '.join(r['teacher'] for r in runs)}",
         f"held-out split {runs[0]['split']} of {runs[0]['dataset']}; one pass {runs[0]['pass_gflops']:.2f} GFLOP",
-        "each cell: mean [min, max] over every teacher and sampling seed; frames/s on this CPU;",
+        "each cell: mean [min, max] over its runs (every teacher and sampling seed done); frames/s on this CPU;",
         f"accel s/s: ESTIMATED accelerator seconds per second of video (max(FLOPs / {UTILISATION:.0%} of "
         f"{PEAK_FLOPS / 1e12:.0f} TFLOP/s, {LAUNCH_FLOOR_S * 1e3:.1f} ms) per pass), not measured",
         "",
     ]
-    header = ["row", "passes/frame"] + [label for _, label, _ in MEASURES] + ["CPU frames/s", "accel s/s"]
+    header = (
+        ["row", "passes/frame", "runs"] + [label for _, label, _ in MEASURES] + ["CPU frames/s", "accel s/s"]
+    )
     table, summary = [], {}
     for k in keys:
         rows = [r["rows"][k] for r in runs if k in r["rows"]]
@@ -231,7 +233,7 @@ def combine(workdirs: list[str], out: str) -> None:
             fps=[c["frames_per_s"] for c in cells],
         )
         table.append(
-            [rows[0]["name"], str(rows[0]["passes"])]
+            [rows[0]["name"], str(rows[0]["passes"]), str(len(cells))]
             + [spread(summary[k][m]) for m, _, _ in MEASURES]
             + [spread(summary[k]["fps"]), f"{rows[0]['accelerator_s_per_s']:.3g}"]
         )
