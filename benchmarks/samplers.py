@@ -21,7 +21,8 @@ the larger of the XLA FLOP count at 30 % of an H200's dense bf16 peak (989 TFLOP
 passes of 25 frames.
 
 A run writes ``results.json`` in its workdir, and every (row, seed) keeps its videos and
-report there, so an interrupted run resumes where it stopped.
+report there, so an interrupted run resumes where it stopped; a later run in the same
+workdir (other ``--rows``, ``--seeds`` or students) adds its rows to the earlier ones.
 """
 
 from __future__ import annotations
@@ -155,6 +156,12 @@ def run_rows(workdir: str) -> None:
         pass_gflops=flops / 1e9,
         rows={},
     )
+    if os.path.exists(results_path):  # an earlier run here: keep its rows, add or redo these
+        with open(results_path, encoding="utf-8") as f:
+            earlier = json.load(f)
+        if earlier["teacher"] != results["teacher"]:
+            raise app.UsageError(f"{workdir} holds the rows of another teacher: {earlier['teacher']}")
+        results["rows"] = earlier["rows"]
     for key, name, path, over in rows:
         for seed in (int(s) for s in FLAGS.seeds):
             sampler = generate.Sampler.from_export(path, over, seed)
@@ -312,26 +319,37 @@ def plot(summary: dict, path: str) -> None:
 
 
 def frame_grid(run: dict, keys: list[str], path: str) -> None:
-    """Frames 0, 1 s, 2 s of the first held-out clip, seed 0 of the first teacher, one row per sampler."""
+    """Frames 0, 1 s, 2 s of the first held-out clip: the real clip, then one row per sampler
+    (seed 0 of the first teacher), shown at twice their size."""
     from PIL import Image, ImageDraw
 
+    from dheads_jax.data import reader
     from dheads_jax.evaluate import read_clip
 
-    strips = []
+    picks = (0, 25, 50)
+
+    def strip_of(frames: np.ndarray, name: str) -> np.ndarray:
+        strip = np.concatenate([frames[i] for i in picks if i < len(frames)], 1)
+        strip = strip.repeat(2, 0).repeat(2, 1)
+        label = Image.new("RGB", (90, strip.shape[0]), "white")
+        ImageDraw.Draw(label).text((4, strip.shape[0] // 2 - 6), name, fill="black")
+        return np.concatenate([np.asarray(label), strip], 1)
+
+    strips, clip = [], None
     for k in keys:
         seed = sorted(run["rows"][k]["seeds"])[0] if k in run["rows"] else None
         if seed is None:
             continue
         videos = os.path.join(run["workdir"], k, f"seed{seed}", "videos")
-        clip = sorted(f for f in os.listdir(videos) if f.endswith(".mp4"))[0]
+        clip = clip or sorted(f for f in os.listdir(videos) if f.endswith(".mp4"))[0]
         frames, _ = read_clip(os.path.join(videos, clip))
-        picks = [i for i in (0, 25, 50) if i < len(frames)]
-        strip = np.concatenate([frames[i] for i in picks], 1)
-        label = Image.new("RGB", (90, strip.shape[0]), "white")
-        ImageDraw.Draw(label).text((4, strip.shape[0] // 2 - 6), run["rows"][k]["name"], fill="black")
-        strips.append(np.concatenate([np.asarray(label), strip], 1))
-    grid = np.concatenate(strips, 0)
-    Image.fromarray(grid).save(path)
+        strips.append(strip_of(frames, run["rows"][k]["name"]))
+    real = next(c for c in reader.load_clips(run["dataset"], run["split"]) if f"{c.clip_id}.mp4" == clip)
+    strips.insert(0, strip_of(real.frames, f"real {real.clip_id}"))
+    widths = {s.shape[1] for s in strips}
+    if len(widths) > 1:
+        raise ValueError(f"videos of different lengths or sizes: {sorted(widths)}")
+    Image.fromarray(np.concatenate(strips, 0)).save(path)
 
 
 def main(argv):
