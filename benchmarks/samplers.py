@@ -225,8 +225,18 @@ def combine(workdirs: list[str], out: str) -> None:
         f"{PEAK_FLOPS / 1e12:.0f} TFLOP/s, {LAUNCH_FLOOR_S * 1e3:.1f} ms) per pass), not measured",
         "",
     ]
+    from configs import crema
+
+    paper_flops = pass_flops(crema.get_config())
+    lines.insert(
+        -1,
+        f"accel s/s 128 px: the same estimate for the paper-scale model (configs/crema.py, one pass "
+        f"{paper_flops / 1e9:.0f} GFLOP) sampled with the row's sampler; 1 = real time",
+    )
     header = (
-        ["row", "passes/frame", "runs"] + [label for _, label, _ in MEASURES] + ["CPU frames/s", "accel s/s"]
+        ["row", "passes/frame", "runs"]
+        + [label for _, label, _ in MEASURES]
+        + ["CPU frames/s", "accel s/s", "accel s/s 128 px"]
     )
     table, summary = [], {}
     for k in keys:
@@ -242,12 +252,16 @@ def combine(workdirs: list[str], out: str) -> None:
         table.append(
             [rows[0]["name"], str(rows[0]["passes"]), str(len(cells))]
             + [spread(summary[k][m]) for m, _, _ in MEASURES]
-            + [spread(summary[k]["fps"]), f"{rows[0]['accelerator_s_per_s']:.3g}"]
+            + [
+                spread(summary[k]["fps"]),
+                f"{rows[0]['accelerator_s_per_s']:.3g}",
+                f"{accelerator_estimate(paper_flops, rows[0]['passes']):.3g}",
+            ]
         )
     widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(header)]
     lines.append(" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
     lines += [" | ".join(c.ljust(w) for c, w in zip(t, widths, strict=True)) for t in table]
-    lines += ["", *goal_lines(summary)]
+    lines += ["", *goal_lines(runs)]
     text = "\n".join(lines) + "\n"
     print(text)
     os.makedirs(out, exist_ok=True)
@@ -257,21 +271,46 @@ def combine(workdirs: list[str], out: str) -> None:
     frame_grid(runs[0], keys, os.path.join(out, "samplers_frames.png"))
 
 
-def goal_lines(summary: dict) -> list[str]:
-    """The 4-step student against the guided 10-step DDIM teacher (means over all runs)."""
-    if "ddim10" not in summary or "student4" not in summary:
-        return ["goal check needs the DDIM 10 and student 4 rows"]
-    t, s = summary["ddim10"], summary["student4"]
+GOAL = dict(mouth_correlation=0.9, av_correlation=0.9, lpips=1.1)  # ratios to the guided DDIM 10
 
-    def ratio(m):
-        a, b = np.mean([v for v in s[m] if v is not None]), np.mean([v for v in t[m] if v is not None])
-        return a / b
 
-    mouth, av, lp = ratio("mouth_correlation"), ratio("av_correlation"), ratio("lpips")
-    return [
-        f"student 4 / DDIM 10: mouth corr {mouth:.2f} (goal >= 0.90), AV corr {av:.2f} (goal >= 0.90), "
-        f"LPIPS {lp:.2f} (goal <= 1.10)"
-    ]
+def goal_lines(runs: list[dict]) -> list[str]:
+    """Every row against the guided 10-step DDIM row of its own teacher (means over the
+    sampling seeds), per teacher; then the rows within the goal for every teacher that has
+    them, fastest first."""
+    lines, within = (
+        ["ratios to the same teacher's DDIM 10 (goal: mouth corr >= 0.90, AV corr >= 0.90, LPIPS <= 1.10)"],
+        {},
+    )
+    for i, run in enumerate(runs):
+        rows = run["rows"]
+        if "ddim10" not in rows:
+            lines.append(f"teacher {i}: no DDIM 10 row")
+            continue
+
+        def mean(k, m, rows=rows):
+            return np.mean([c[m] for c in rows[k]["seeds"].values() if c.get(m) is not None])
+
+        for k in rows:
+            if k == "ddim10":
+                continue
+            r = {m: mean(k, m) / mean("ddim10", m) for m in GOAL}
+            ok = (
+                all(r[m] >= GOAL[m] for m in ("mouth_correlation", "av_correlation"))
+                and r["lpips"] <= GOAL["lpips"]
+            )
+            within.setdefault(k, []).append(ok)
+            lines.append(
+                f"teacher {i}, {rows[k]['name']:<9} / DDIM 10: mouth corr {r['mouth_correlation']:.2f}, "
+                f"AV corr {r['av_correlation']:.2f}, LPIPS {r['lpips']:.2f}: {'within' if ok else 'outside'} the goal"
+            )
+    passes = {k: r["rows"][k]["passes"] for r in runs for k in r["rows"]}
+    keep = sorted((k for k, oks in within.items() if all(oks)), key=lambda k: passes[k])
+    lines.append(
+        "within the goal for every teacher that has the row: "
+        + (", ".join(f"{k} ({passes[k]} passes, {len(within[k])} teachers)" for k in keep) or "none")
+    )
+    return lines
 
 
 def plot(summary: dict, path: str) -> None:
