@@ -207,6 +207,18 @@ def spread(values) -> str:
     return f"{np.mean(values):.3g} [{min(values):.3g}, {max(values):.3g}]"
 
 
+def row_order(keys) -> list[str]:
+    """From the most passes per frame to the fewest: the teacher's rows, then students 4, 2, 1."""
+    order = [key for key, _, _ in TEACHER_ROWS]
+
+    def rank(k):
+        if k in order:
+            return (order.index(k), 0)
+        return (len(order), -int(k[len("student") :]) if k.startswith("student") else 0)
+
+    return sorted(keys, key=rank)
+
+
 def combine(workdirs: list[str], out: str) -> None:
     runs = []
     for w in workdirs:
@@ -215,6 +227,7 @@ def combine(workdirs: list[str], out: str) -> None:
     keys = []
     for r in runs:
         keys += [k for k in r["rows"] if k not in keys]
+    keys = row_order(keys)
     lines = [
         "# benchmarks/samplers.py --combine=" + ",".join(workdirs),
         f"machine: {runs[0]['machine']}",
@@ -272,6 +285,7 @@ def combine(workdirs: list[str], out: str) -> None:
 
 
 GOAL = dict(mouth_correlation=0.9, av_correlation=0.9, lpips=1.1)  # ratios to the guided DDIM 10
+GOAL_LABELS = (("mouth_correlation", "mouth corr"), ("av_correlation", "AV corr"), ("lpips", "LPIPS"))
 
 
 def goal_lines(runs: list[dict]) -> list[str]:
@@ -291,7 +305,13 @@ def goal_lines(runs: list[dict]) -> list[str]:
         def mean(k, m, rows=rows):
             return np.mean([c[m] for c in rows[k]["seeds"].values() if c.get(m) is not None])
 
-        for k in rows:
+        seeds = rows["ddim10"]["seeds"].values()
+        noise = {m: [c[m] / mean("ddim10", m) for c in seeds if c.get(m) is not None] for m in GOAL}
+        lines.append(
+            f"teacher {i}, DDIM 10 one seed / its own mean (the noise of these ratios): "
+            + ", ".join(f"{label} [{min(noise[m]):.2f}, {max(noise[m]):.2f}]" for m, label in GOAL_LABELS)
+        )
+        for k in row_order(rows):
             if k == "ddim10":
                 continue
             r = {m: mean(k, m) / mean("ddim10", m) for m in GOAL}
