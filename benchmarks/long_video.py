@@ -140,7 +140,12 @@ def main(argv):
                         (len(emb) - k - 1) / rate,
                     )
             o = sampler.options
-            name = f"{o.sampler} {o.steps}" + (f" x{o.audio_guidance:g}" if o.audio_guidance != 1 else "")
+            if "distillation" in sampler.meta.get("provenance", {}):
+                name = f"student {o.steps}"
+            else:
+                name = f"teacher {o.sampler.upper()} {o.steps}" + (
+                    f", guidance {o.audio_guidance:g}" if o.audio_guidance != 1 else ""
+                )
             per_copy = [measure(v, identity, waveform) for v in videos]
             results.append(
                 dict(
