@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import sys
 import time
 
@@ -47,11 +48,18 @@ from dheads_jax.progress import quiet_library_logs  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("teacher", None, "The teacher export.")
-flags.DEFINE_list("students", [], "Student exports distilled from the teacher.")
+flags.DEFINE_list(
+    "students",
+    [],
+    "Student exports distilled from the teacher: PATH (row 'student N') or NAME=PATH (row NAME, "
+    "for several students of the same step count, e.g. 'student 4 (1500)=D/export').",
+)
 flags.DEFINE_string("dataset", None, "Prepared dataset (default: the teacher config's cached one).")
 flags.DEFINE_string("split", "test", "Held-out split.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Sampling seeds.")
-flags.DEFINE_list("rows", [], "Only these teacher rows (e.g. ddim10,dpmpp5); default all.")
+flags.DEFINE_list(
+    "rows", [], "Only these teacher rows (e.g. ddim10,dpmpp5); none: only the students; default all."
+)
 flags.DEFINE_string("workdir", None, "Where videos, reports and results.json go.")
 flags.DEFINE_list("combine", [], "Workdirs of finished runs to merge into one table.")
 flags.DEFINE_string(
@@ -141,10 +149,12 @@ def run_rows(workdir: str) -> None:
         dataset = cache.ensure_dataset(teacher.config)
     rows = [(key, name, FLAGS.teacher, over) for key, name, over in TEACHER_ROWS]
     if FLAGS.rows:
+        unknown = set(FLAGS.rows) - {key for key, _, _ in TEACHER_ROWS} - {"none"}
+        if unknown:
+            raise app.UsageError(f"--rows: unknown rows {sorted(unknown)}")
         rows = [r for r in rows if r[0] in FLAGS.rows]
-    for path in FLAGS.students:
-        steps = generate.Sampler.from_export(path).options.steps
-        rows.append((f"student{steps}", f"student {steps}", path, {}))
+    for entry in FLAGS.students:
+        rows.append(student_row(entry))
     flops = pass_flops(teacher.config)
     results_path = os.path.join(workdir, "results.json")
     results = dict(
@@ -200,6 +210,16 @@ def run_rows(workdir: str) -> None:
             os.replace(results_path + ".tmp", results_path)
 
 
+def student_row(entry: str) -> tuple[str, str, str, dict]:
+    """(key, name, export, overrides) of a --students entry, PATH or NAME=PATH."""
+    name, _, path = entry.rpartition("=")
+    steps = generate.Sampler.from_export(path).options.steps
+    if not name:
+        return f"student{steps}", f"student {steps}", path, {}
+    slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+    return f"student{steps}_{slug}", name, path, {}
+
+
 def spread(values) -> str:
     values = [v for v in values if v is not None]
     if not values:
@@ -213,8 +233,9 @@ def row_order(keys) -> list[str]:
 
     def rank(k):
         if k in order:
-            return (order.index(k), 0)
-        return (len(order), -int(k[len("student") :]) if k.startswith("student") else 0)
+            return (order.index(k), 0, k)
+        steps = re.match(r"student(\d+)", k)
+        return (len(order), -int(steps.group(1)) if steps else 0, k)
 
     return sorted(keys, key=rank)
 
@@ -321,7 +342,7 @@ def goal_lines(runs: list[dict]) -> list[str]:
             )
             within.setdefault(k, []).append(ok)
             lines.append(
-                f"teacher {i}, {rows[k]['name']:<9} / DDIM 10: mouth corr {r['mouth_correlation']:.2f}, "
+                f"teacher {i}, {rows[k]['name']:<16} / DDIM 10: mouth corr {r['mouth_correlation']:.2f}, "
                 f"AV corr {r['av_correlation']:.2f}, LPIPS {r['lpips']:.2f}: {'within' if ok else 'outside'} the goal"
             )
     passes = {k: r["rows"][k]["passes"] for r in runs for k in r["rows"]}
@@ -390,7 +411,7 @@ def frame_grid(run: dict, keys: list[str], path: str) -> None:
     def strip_of(frames: np.ndarray, name: str) -> np.ndarray:
         strip = np.concatenate([frames[i] for i in picks if i < len(frames)], 1)
         strip = strip.repeat(2, 0).repeat(2, 1)
-        label = Image.new("RGB", (90, strip.shape[0]), "white")
+        label = Image.new("RGB", (140, strip.shape[0]), "white")
         ImageDraw.Draw(label).text((4, strip.shape[0] // 2 - 6), name, fill="black")
         return np.concatenate([np.asarray(label), strip], 1)
 

@@ -148,7 +148,9 @@ def get_config():
     # to the teacher export's own sampling.steps.
     config.distill.teacher_steps = 0
     config.distill.steps_per_round = 5_000
-    config.distill.lr = 5e-5  # Adam (optim.b1, b2, eps, grad_clip), constant, reset every round
+    config.distill.lr = 5e-5  # Adam (optim.b1, b2, eps, grad_clip), reset every round
+    # "constant", or "linear": the lr falls linearly to 0 over every round.
+    config.distill.lr_schedule = "constant"
     # The teacher's guidance scale that the student learns; -1: the export's sampling.audio_guidance.
     config.distill.audio_guidance = -1.0
     # The DDIM eta the student export samples with by default. It is trained on the

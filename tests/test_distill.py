@@ -203,6 +203,28 @@ def teacher_run_config(**distill_fields):
     return config
 
 
+@pytest.mark.parametrize("schedule", ["constant", "linear"])
+def test_the_round_lr_is_constant_or_falls_linearly_to_zero(schedule):
+    config = teacher_run_config(lr=1e-3, steps_per_round=4, lr_schedule=schedule)
+    config.optim.eps = 1e-12
+    tx = distill.distill_optimizer(config)
+    params = {"w": jnp.zeros(3)}
+    grads = {"w": jnp.full(3, 0.25)}  # a constant gradient: every Adam update is -lr_k exactly
+    moves = []
+    for _ in range(2):  # two rounds: each starts from a fresh optimizer state (round_start)
+        state = tx.init(params)
+        for _ in range(4):
+            updates, state = tx.update(grads, state, params)
+            moves.append(-float(updates["w"][0]))
+    one_round = [1e-3] * 4 if schedule == "constant" else [1e-3, 7.5e-4, 5e-4, 2.5e-4]
+    np.testing.assert_allclose(moves, one_round * 2, rtol=1e-4)  # float32 bias correction
+
+
+def test_an_unknown_lr_schedule_is_refused():
+    with pytest.raises(distill.DistillError, match="lr_schedule must be one of"):
+        distill.distill_optimizer(teacher_run_config(lr_schedule="cosine"))
+
+
 def test_a_round_lowers_the_distance_to_the_two_step_target():
     config = teacher_run_config(student_steps=2, lr=5e-4)
     _, params, _ = export.load_export(TEACHER)

@@ -481,11 +481,25 @@ def next_round(state: DistillState, tx: optax.GradientTransformation) -> Distill
     return state.replace(teacher_params=jax.tree.map(jnp.copy, state.params), opt_state=tx.init(state.params))
 
 
+LR_SCHEDULES = ("constant", "linear")
+
+
 def distill_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    """Adam at the constant ``distill.lr`` with ``optim``'s betas, eps and clipping."""
+    """Adam at ``distill.lr`` with ``optim``'s betas, eps and clipping: constant, or (``distill.
+    lr_schedule="linear"``) falling linearly to 0 over every round, since each round starts
+    from a fresh optimizer state whose step count restarts at 0."""
+    schedule = config.distill.get("lr_schedule", "constant")
+    if schedule not in LR_SCHEDULES:
+        raise DistillError(f"distill.lr_schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
     optim = ml_collections.ConfigDict(config.optim.to_dict())
     optim.lr, optim.num_decays, optim.warmup_steps = float(config.distill.lr), 0, 0
-    return optimizer.make_optimizer(optim, config.distill.steps_per_round)
+    if schedule == "constant":
+        return optimizer.make_optimizer(optim, config.distill.steps_per_round)
+    lr = optax.linear_schedule(optim.lr, 0.0, int(config.distill.steps_per_round))
+    adam = optax.adam(lr, b1=optim.b1, b2=optim.b2, eps=optim.eps)
+    if optim.grad_clip > 0:
+        return optax.chain(optax.clip_by_global_norm(optim.grad_clip), adam)
+    return adam
 
 
 # ---------------------------------------------------------------------------------------------
@@ -757,6 +771,7 @@ def write_student_export(workdir: str, state: DistillState, config, plan: Plan, 
             num_rounds=plan.num_rounds,
             steps_per_round=plan.steps_per_round,
             lr=float(config.distill.lr),
+            lr_schedule=config.distill.get("lr_schedule", "constant"),
             batch_size=int(config.train.batch_size),
             rounds=plan.rounds_json(),
         ),
