@@ -309,12 +309,18 @@ GOAL = dict(mouth_correlation=0.9, av_correlation=0.9, lpips=1.1)  # ratios to t
 GOAL_LABELS = (("mouth_correlation", "mouth corr"), ("av_correlation", "AV corr"), ("lpips", "LPIPS"))
 
 
+def pm(se: float) -> str:
+    return "" if np.isnan(se) else f" +-{se:.2f}"
+
+
 def goal_lines(runs: list[dict]) -> list[str]:
     """Every row against the guided 10-step DDIM row of its own teacher (means over the
-    sampling seeds), per teacher; then the rows within the goal for every teacher that has
-    them, fastest first."""
-    lines, within = (
+    sampling seeds), per teacher, each ratio with its standard error (the seed-to-seed spread
+    of both means, taken as independent); then every row's ratios averaged over the teachers;
+    then the rows within the goal for every teacher that has them, fastest first."""
+    lines, within, ratios = (
         ["ratios to the same teacher's DDIM 10 (goal: mouth corr >= 0.90, AV corr >= 0.90, LPIPS <= 1.10)"],
+        {},
         {},
     )
     for i, run in enumerate(runs):
@@ -323,28 +329,47 @@ def goal_lines(runs: list[dict]) -> list[str]:
             lines.append(f"teacher {i}: no DDIM 10 row")
             continue
 
-        def mean(k, m, rows=rows):
-            return np.mean([c[m] for c in rows[k]["seeds"].values() if c.get(m) is not None])
+        def values(k, m, rows=rows):
+            return np.array([c[m] for c in rows[k]["seeds"].values() if c.get(m) is not None])
 
-        seeds = rows["ddim10"]["seeds"].values()
-        noise = {m: [c[m] / mean("ddim10", m) for c in seeds if c.get(m) is not None] for m in GOAL}
+        def rel_se(k, m):
+            """The standard error of the row's seed mean, relative to that mean."""
+            v = values(k, m)
+            return np.std(v, ddof=1) / np.sqrt(len(v)) / abs(np.mean(v)) if len(v) > 1 else np.nan
+
+        noise = {m: values("ddim10", m) / np.mean(values("ddim10", m)) for m in GOAL}
         lines.append(
-            f"teacher {i}, DDIM 10 one seed / its own mean (the noise of these ratios): "
+            f"teacher {i}, DDIM 10 (n={len(values('ddim10', 'lpips'))}) one seed / its own mean: "
             + ", ".join(f"{label} [{min(noise[m]):.2f}, {max(noise[m]):.2f}]" for m, label in GOAL_LABELS)
+            + "; standard error of the mean: "
+            + ", ".join(f"{label} {rel_se('ddim10', m):.0%}" for m, label in GOAL_LABELS)
         )
         for k in row_order(rows):
             if k == "ddim10":
                 continue
-            r = {m: mean(k, m) / mean("ddim10", m) for m in GOAL}
+            r = {m: np.mean(values(k, m)) / np.mean(values("ddim10", m)) for m in GOAL}
+            se = {m: r[m] * np.hypot(rel_se(k, m), rel_se("ddim10", m)) for m in GOAL}
             ok = (
                 all(r[m] >= GOAL[m] for m in ("mouth_correlation", "av_correlation"))
                 and r["lpips"] <= GOAL["lpips"]
             )
             within.setdefault(k, []).append(ok)
+            ratios.setdefault(k, []).append((r, se))
             lines.append(
-                f"teacher {i}, {rows[k]['name']:<16} / DDIM 10: mouth corr {r['mouth_correlation']:.2f}, "
-                f"AV corr {r['av_correlation']:.2f}, LPIPS {r['lpips']:.2f}: {'within' if ok else 'outside'} the goal"
+                f"teacher {i}, {rows[k]['name']:<22} (n={len(values(k, 'lpips'))}) / DDIM 10: "
+                + ", ".join(f"{label} {r[m]:.2f}{pm(se[m])}" for m, label in GOAL_LABELS)
+                + f": {'within' if ok else 'outside'} the goal"
             )
+    names = {k: r["rows"][k]["name"] for r in runs for k in r["rows"]}
+    for k in row_order(ratios):
+        if len(ratios[k]) < 2:
+            continue
+        mean = {m: np.mean([r[m] for r, _ in ratios[k]]) for m in GOAL}
+        se = {m: np.sqrt(np.sum([s[m] ** 2 for _, s in ratios[k]])) / len(ratios[k]) for m in GOAL}
+        lines.append(
+            f"mean over {len(ratios[k])} teachers, {names[k]:<22} / DDIM 10: "
+            + ", ".join(f"{label} {mean[m]:.2f}{pm(se[m])}" for m, label in GOAL_LABELS)
+        )
     passes = {k: r["rows"][k]["passes"] for r in runs for k in r["rows"]}
     keep = sorted((k for k, oks in within.items() if all(oks)), key=lambda k: passes[k])
     lines.append(
