@@ -391,10 +391,14 @@ def plot(summary: dict, path: str) -> None:
         [("mouth_correlation", "mouth corr"), ("av_correlation", "AV corr"), ("lpips", "LPIPS")],
         strict=True,
     ):
+        seen = {}
         for k, r in summary.items():
             vals = [v for v in r[m] if v is not None]
             if not vals:
                 continue
+            # rows of the same pass count (students of one step count) side by side, not on top
+            x = r["passes"] * 1.15 ** seen.get(r["passes"], 0)
+            seen[r["passes"]] = seen.get(r["passes"], 0) + 1
             family = (
                 "o"
                 if k.startswith("ddpm")
@@ -405,15 +409,13 @@ def plot(summary: dict, path: str) -> None:
                 else "*"
             )
             ax.errorbar(
-                r["passes"],
+                x,
                 np.mean(vals),
                 yerr=[[np.mean(vals) - min(vals)], [max(vals) - np.mean(vals)]],
                 fmt=family,
                 capsize=3,
             )
-            ax.annotate(
-                r["name"], (r["passes"], np.mean(vals)), fontsize=7, xytext=(3, 3), textcoords="offset points"
-            )
+            ax.annotate(r["name"], (x, np.mean(vals)), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set_xscale("log")
         ax.set_xlabel("network passes per frame")
         ax.set_title(label)

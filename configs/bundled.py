@@ -32,6 +32,7 @@ def get_config():
     config.distill.student_steps = 4
     config.distill.steps_per_round = 500
     config.distill.lr = 1e-4
+    config.distill.lr_schedule = "constant"
     # Sampled with DDIM eta 1: on the held-out photos (benchmarks/new_faces.py --eta=0|1
     # --seeds=0) the first frame of the 4-step student was 31.3 / 30.3 dB from the identity
     # with eta 1 against 26.6 / 29.3 dB with eta 0, which leaves grain on the astronaut's
