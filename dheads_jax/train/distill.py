@@ -493,13 +493,9 @@ def distill_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransf
         raise DistillError(f"distill.lr_schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
     optim = ml_collections.ConfigDict(config.optim.to_dict())
     optim.lr, optim.num_decays, optim.warmup_steps = float(config.distill.lr), 0, 0
-    if schedule == "constant":
-        return optimizer.make_optimizer(optim, config.distill.steps_per_round)
-    lr = optax.linear_schedule(optim.lr, 0.0, int(config.distill.steps_per_round))
-    adam = optax.adam(lr, b1=optim.b1, b2=optim.b2, eps=optim.eps)
-    if optim.grad_clip > 0:
-        return optax.chain(optax.clip_by_global_norm(optim.grad_clip), adam)
-    return adam
+    steps = int(config.distill.steps_per_round)
+    linear = optax.linear_schedule(optim.lr, 0.0, steps) if schedule == "linear" else None
+    return optimizer.make_optimizer(optim, steps, linear)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,9 +26,13 @@ def lr_schedule(optim: ml_collections.ConfigDict, num_steps: int) -> optax.Sched
     return schedule
 
 
-def make_optimizer(optim: ml_collections.ConfigDict, num_steps: int) -> optax.GradientTransformation:
-    """Adam (betas, eps from the config) on the decayed lr, after global-norm clipping if set."""
-    adam = optax.adam(lr_schedule(optim, num_steps), b1=optim.b1, b2=optim.b2, eps=optim.eps)
+def make_optimizer(
+    optim: ml_collections.ConfigDict, num_steps: int, schedule: optax.Schedule | None = None
+) -> optax.GradientTransformation:
+    """Adam (betas, eps from the config) on the decayed lr (or ``schedule``), after global-norm
+    clipping if set."""
+    schedule = schedule if schedule is not None else lr_schedule(optim, num_steps)
+    adam = optax.adam(schedule, b1=optim.b1, b2=optim.b2, eps=optim.eps)
     if optim.grad_clip > 0:
         return optax.chain(optax.clip_by_global_norm(optim.grad_clip), adam)
     return adam
