@@ -211,7 +211,7 @@ def test_the_round_lr_is_constant_or_falls_linearly_to_zero(schedule):
     params = {"w": jnp.zeros(3)}
     grads = {"w": jnp.full(3, 0.25)}  # a constant gradient: every Adam update is -lr_k exactly
     moves = []
-    for _ in range(2):  # two rounds: each starts from a fresh optimizer state (round_start)
+    for _ in range(2):  # two rounds: each starts from a fresh optimizer state (next_round)
         state = tx.init(params)
         for _ in range(4):
             updates, state = tx.update(grads, state, params)

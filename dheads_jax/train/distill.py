@@ -488,7 +488,7 @@ def distill_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransf
     """Adam at ``distill.lr`` with ``optim``'s betas, eps and clipping: constant, or (``distill.
     lr_schedule="linear"``) falling linearly to 0 over every round, since each round starts
     from a fresh optimizer state whose step count restarts at 0."""
-    schedule = config.distill.get("lr_schedule", "constant")
+    schedule = config.distill.lr_schedule
     if schedule not in LR_SCHEDULES:
         raise DistillError(f"distill.lr_schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
     optim = ml_collections.ConfigDict(config.optim.to_dict())
@@ -767,7 +767,7 @@ def write_student_export(workdir: str, state: DistillState, config, plan: Plan, 
             num_rounds=plan.num_rounds,
             steps_per_round=plan.steps_per_round,
             lr=float(config.distill.lr),
-            lr_schedule=config.distill.get("lr_schedule", "constant"),
+            lr_schedule=config.distill.lr_schedule,
             batch_size=int(config.train.batch_size),
             rounds=plan.rounds_json(),
         ),
