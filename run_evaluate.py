@@ -16,6 +16,7 @@ import sys
 from absl import app, flags
 
 from dheads_jax import distributed
+from dheads_jax.progress import quiet_library_logs
 
 flags.DEFINE_string("generated", None, "Folder of generated videos (searched recursively).")
 flags.DEFINE_string("reference", None, "Prepared dataset folder or folder of ground-truth videos.")
@@ -29,6 +30,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
+    quiet_library_logs()
     if len(argv) > 1:
         print(f"run_evaluate.py: unexpected arguments {argv[1:]}", file=sys.stderr)
         return 2

@@ -30,6 +30,7 @@ from absl import app, flags
 
 from configs import default as default_config
 from dheads_jax import bundled, distributed
+from dheads_jax.progress import quiet_library_logs
 from dheads_jax.sampling.options import OVERRIDABLE
 
 flags.DEFINE_string(
@@ -76,6 +77,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    quiet_library_logs()
     distributed.initialize()
     from dheads_jax import generate
 

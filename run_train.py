@@ -30,6 +30,7 @@ flags.mark_flags_as_required(["config"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    quiet_library_logs()
     if _DESCRIBE.value:
         from dheads_jax import describe
 
@@ -37,7 +38,6 @@ def main(argv):
         return 0
     if not _WORKDIR.value:
         raise app.UsageError("--workdir is required to train")
-    quiet_library_logs()
     distributed.initialize()
     from dheads_jax.train import loop
 

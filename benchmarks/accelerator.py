@@ -45,6 +45,7 @@ from benchmarks import common  # noqa: E402
 from dheads_jax.diffusion import schedule_from_config  # noqa: E402
 from dheads_jax.diffusion.chain import frame_keys, sample_frame  # noqa: E402
 from dheads_jax.models import factory  # noqa: E402
+from dheads_jax.progress import quiet_library_logs  # noqa: E402
 from dheads_jax.sampling.options import SamplingOptions  # noqa: E402
 from dheads_jax.sampling.video import UNetApply, VideoBatch, jitted_frame_step, place, video_frames  # noqa: E402
 from dheads_jax.train import optimizer  # noqa: E402
@@ -65,11 +66,58 @@ flags.DEFINE_bool("torch_compile", None, "Also time torch.compile (default: on a
 flags.DEFINE_string("output", None, "Report file (default benchmarks/results/accelerator_<platform>.txt).")
 FLAGS = flags.FLAGS
 
+# The table's columns, each with its unit; a row leaves empty what does not apply to it.
+COLUMNS = (
+    "kind",
+    "case",
+    "ms/step",
+    "throughput",
+    "TFLOP/s",
+    "MFU (% of peak)",
+    "device s per s of video at 100 / 25 / 10 steps",
+    "peak memory GiB",
+    "compile s",
+    "notes",
+)
+LEGEND = """\
+ms/step: one train step, or one denoising step of the whole batch (sample, torch rows).
+throughput: examples/s (train), frame-steps/s (sample: frames x denoising steps), frames/s
+  end to end (video). TFLOP/s: XLA's FLOP count of the step over its time; the peak row is
+  the roof. MFU: the train row's TFLOP/s over the peak row's. device s per s of video: the
+  sample row's step time x 25 frames x steps / videos. ours/theirs time < 1: ours is faster.
+"""
+
+
+def row(kind: str, case: str, **cells: str) -> list[str]:
+    """A table row: ``cells`` by column (ms_step, throughput, tflops, mfu, video_s, memory,
+    compile_s, notes), "" for the others."""
+    keys = ("ms_step", "throughput", "tflops", "mfu", "video_s", "memory", "compile_s", "notes")
+    unknown = set(cells) - set(keys)
+    if unknown:
+        raise KeyError(f"no such column: {sorted(unknown)}")
+    return [kind, case, *(cells.get(k, "") for k in keys)]
+
+
+def format_table(rows: list[list[str]]) -> list[str]:
+    """The header row, a rule and the rows, numbers right-aligned under their headers."""
+    table = [list(COLUMNS), *rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(COLUMNS))]
+    left = {0, 1, len(COLUMNS) - 1}  # kind, case, notes
+
+    def line(r):
+        cells = [
+            c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ]
+        return " | ".join(cells).rstrip()
+
+    return [line(table[0]), "-+-".join("-" * w for w in widths), *(line(r) for r in rows)]
+
 
 def peak_memory() -> str:
+    """The device's peak memory in GiB ("n/a" where it does not tell, as on a CPU)."""
     stats = jax.devices()[0].memory_stats() or {}
     peak = stats.get("peak_bytes_in_use")
-    return f"{peak / 2**30:.1f} GiB" if peak else "n/a"
+    return f"{peak / 2**30:.1f}" if peak else "n/a"
 
 
 def compiled_flops(lowered) -> float:
@@ -103,16 +151,16 @@ def train_row(config, batch: int, remat: bool, peak: float) -> list[str]:
         times.append(time.perf_counter() - t)
     dt = min(times)
     achieved = flops / dt
-    return [
+    return row(
         "train",
         f"batch {batch}{' remat' if remat else ''}",
-        f"{1e3 * dt:.1f} ms/step",
-        f"{batch / dt:.1f} ex/s",
-        f"{achieved / 1e12:.2f} TFLOP/s",
-        f"{100 * achieved / peak:.0f}%",
-        peak_memory(),
-        f"{compile_s:.1f} s",
-    ]
+        ms_step=f"{1e3 * dt:.1f}",
+        throughput=f"{batch / dt:.1f} ex/s",
+        tflops=f"{achieved / 1e12:.2f}",
+        mfu=f"{100 * achieved / peak:.0f}%",
+        memory=peak_memory(),
+        compile_s=f"{compile_s:.1f}",
+    )
 
 
 def sampling_rows(config, params, batches, steps: int) -> list[list[str]]:
@@ -132,18 +180,16 @@ def sampling_rows(config, params, batches, steps: int) -> list[list[str]]:
             chain = jax.jit(lambda p, k, c, o=opts, s=schedule: sample_frame(apply_fn, p, s, k, c, o))
             per_step[guided] = common.time_call(chain, params, keys, cond, min_seconds=0.5) / steps
         for guided, s in per_step.items():
-            video_s = {n: 25 * n * s / b for n in (100, 25, 10)}
+            video_s = [25 * n * s / b for n in (100, 25, 10)]
             rows.append(
-                [
+                row(
                     "sample",
                     f"{b} video(s){' +guidance' if guided else ''}",
-                    f"{1e3 * s:.2f} ms/step",
-                    f"{b / s:.1f} frame-steps/s",
-                    "s per s of video: " + ", ".join(f"{k} steps {v:.2f}" for k, v in video_s.items()),
-                    "",
-                    peak_memory(),
-                    "",
-                ]
+                    ms_step=f"{1e3 * s:.2f}",
+                    throughput=f"{b / s:.1f} frame-steps/s",
+                    video_s=" / ".join(f"{v:.2f}" for v in video_s),
+                    memory=peak_memory(),
+                )
             )
     return rows
 
@@ -174,8 +220,13 @@ def video_rows(config, params, num_frames: int) -> list[list[str]]:
         run(length)
     compiles = jitted_frame_step._cache_size() - before
     return [
-        ["video", f"1 x {num_frames} frames, 10 DDIM", f"{fps:.2f} frames/s", "", "", "", peak_memory(), ""],
-        ["video", "3 more clip lengths", f"{compiles} new compilation(s)", "", "", "", "", ""],
+        row(
+            "video",
+            f"1 x {num_frames} frames, 10 DDIM",
+            throughput=f"{fps:.2f} frames/s",
+            memory=peak_memory(),
+        ),
+        row("video", "3 more clip lengths", notes=f"{compiles} new compilation(s)"),
     ]
 
 
@@ -185,7 +236,7 @@ def torch_rows(config, batch: int, ours_train_s: float | None, ours_step_s: floa
 
         from tests import torch_reference as ref
     except ImportError as e:
-        return [["torch", "not run", f"({e})", "", "", "", "", ""]]
+        return [row("torch", "not run", notes=f"({e})")]
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = ref.randomize_(ref.from_config(config)).to(device)
     s = config.data.image_size
@@ -237,23 +288,32 @@ def torch_rows(config, batch: int, ours_train_s: float | None, ours_step_s: floa
                 net = torch.compile(model)
                 timed(denoise(net), repeats=1)
             except Exception as e:  # noqa: BLE001 - report, do not fail the benchmark
-                rows.append(["torch", "torch.compile", f"failed: {type(e).__name__}", "", "", "", "", ""])
+                rows.append(row("torch", "torch.compile", notes=f"failed: {type(e).__name__}"))
                 continue
         tr, fw = timed(train_step(net)), timed(denoise(net))
         ratio = lambda ours, theirs: f"ours/theirs time {ours / theirs:.2f}" if ours else ""  # noqa: E731
         rows.append(
-            ["torch", f"{name} train batch {batch}", f"{1e3 * tr:.1f} ms/step", ratio(ours_train_s, tr)]
-            + [""] * 4
+            row(
+                "torch",
+                f"{name} train batch {batch}",
+                ms_step=f"{1e3 * tr:.1f}",
+                notes=ratio(ours_train_s, tr),
+            )
         )
         rows.append(
-            ["torch", f"{name} denoise batch {batch}", f"{1e3 * fw:.2f} ms/step", ratio(ours_step_s, fw)]
-            + [""] * 4
+            row(
+                "torch",
+                f"{name} denoise batch {batch}",
+                ms_step=f"{1e3 * fw:.2f}",
+                notes=ratio(ours_step_s, fw),
+            )
         )
     return rows
 
 
 def main(argv):
     del argv
+    quiet_library_logs()
     config: ml_collections.ConfigDict = _CONFIG.value.copy_and_resolve_references()
     platform = jax.devices()[0].platform
     on_cpu = platform == "cpu"
@@ -275,22 +335,20 @@ def main(argv):
         jax.jit(lambda p, x: model.apply({"params": p}, **x)).lower(params, factory.input_specs(config, 1))
     )
 
-    rows = [
-        ["peak", f"{'fp32' if on_cpu else 'bf16'} matmul", f"{peak / 1e12:.1f} TFLOP/s", "", "", "", "", ""]
-    ]
+    rows = [row("peak", f"{'fp32' if on_cpu else 'bf16'} matmul", tflops=f"{peak / 1e12:.1f}")]
     train_s = None
     for b in train_batches:
         for remat in (False, True):
             try:
-                row = train_row(config, b, remat, peak)
+                train = train_row(config, b, remat, peak)
             except Exception as e:  # noqa: BLE001 - an out-of-memory batch ends the search
                 if "RESOURCE_EXHAUSTED" not in str(e) and "out of memory" not in str(e).lower():
                     raise
-                rows.append(["train", f"batch {b}{' remat' if remat else ''}", "out of memory"] + [""] * 5)
+                rows.append(row("train", f"batch {b}{' remat' if remat else ''}", notes="out of memory"))
                 continue
-            rows.append(row)
+            rows.append(train)
             if b == train_batches[0] and not remat:
-                train_s = float(row[2].split()[0]) / 1e3
+                train_s = float(train[2]) / 1e3
         print(f"  train batch {b} done ({time.perf_counter() - start:.0f} s)", flush=True)
     rows += sampling_rows(config, params, sample_batches, steps)
     print(f"  sampling done ({time.perf_counter() - start:.0f} s)", flush=True)
@@ -318,9 +376,7 @@ def main(argv):
         f"wall time of this benchmark: {time.perf_counter() - start:.0f} s",
         "",
     ]
-    widths = [max(len(r[i]) for r in rows) for i in range(8)]
-    lines = header + [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    text = "\n".join(lines) + "\n"
+    text = "\n".join(header + format_table(rows)) + "\n\n" + LEGEND
     print(text)
     out = FLAGS.output or os.path.join(ROOT, "benchmarks", "results", f"accelerator_{platform}.txt")
     os.makedirs(os.path.dirname(out), exist_ok=True)

@@ -186,8 +186,9 @@ def print_table(records):
     print(f"# python benchmarks/audio_use.py {' '.join(sys.argv[1:])}")
     print(f"# {machine_line()}")
     clips = list(records[0][f"t{PROBE_T[0]}"]["alignment"])
-    head = " | ".join(f"align {c}" for c in clips)
-    print(f"| step | s | t | mean align | mean gain | {head} |")
+    head = " | ".join(f"align {c} (cos)" for c in clips)
+    # align: the cosine of the audio's change with the real one; gain: the share of it (1 = all).
+    print(f"| step | elapsed s | probe t | mean align (cos) | mean gain (share) | {head} |")
     print("|---|---|---|---|---|" + "---|" * len(clips))
     for rec in records:
         for t in PROBE_T:

@@ -20,6 +20,7 @@ from absl import app, flags, logging
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dheads_jax.data import audio, builder, process, sources  # noqa: E402
+from dheads_jax.progress import quiet_library_logs  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
@@ -80,6 +81,7 @@ def summary_line(result: builder.PrepareResult) -> str:
 
 def main(argv: Sequence[str]) -> int:
     del argv
+    quiet_library_logs()
     if FLAGS.detect_every < 1:
         sys.exit(f"--detect_every must be at least 1, got {FLAGS.detect_every}")
     settings = process.PrepareSettings(

@@ -202,15 +202,24 @@ class Sampler:
                 yield k, to_uint8(host), k < videos.lengths
 
     def run(
-        self, jobs: list[Job], batch_size: int, upscale: int | None = None, label: str = "sampling"
+        self,
+        jobs: list[Job],
+        batch_size: int,
+        upscale: int | None = None,
+        label: str = "sampling",
+        log_writes: bool = True,
     ) -> list[str]:
         """Samples ``jobs`` in batches, streaming frames to their outputs. Returns the paths written.
 
         Jobs are batched longest first, and every batch is padded to ``batch_size`` videos of
         the longest job's length, so a set of mixed clip lengths compiles the frame step once.
+        A progress line says ``compiling`` at the start; each finished batch logs a
+        ``wrote ...`` line unless ``log_writes`` is off (a caller that reports them itself).
         """
         written = []
         progress = Progress(sum(len(j.audio) for j in jobs), "frames", label=label)
+        if jobs:
+            progress.begin()
         jobs = sorted(jobs, key=lambda j: (-len(j.audio), j.video_id))
         length = max((len(j.audio) for j in jobs), default=1)
         for b in range(0, len(jobs), batch_size):
@@ -229,7 +238,8 @@ class Sampler:
                 for w in writers:
                     w.abort()
                 raise
-            logging.info("wrote %s", ", ".join(j.output for j in batch))
+            if log_writes:
+                logging.info("wrote %s", ", ".join(j.output for j in batch))
         return written
 
 
@@ -449,7 +459,7 @@ def run(
         if jax.process_count() > 1:
             raise InputError("one video (--id_image, --audio, --output) runs on one process; use a manifest")
         jobs = single_job(sampler, request)
-        written = sampler.run(jobs, batch_size, upscale)
+        written = sampler.run(jobs, batch_size, upscale, log_writes=False)  # the summary says it
         return Summary([dict(output=written[0], status="written")], f"wrote {written[0]}")
 
     entries, report = plan_manifest(request) if request.manifest else plan_dataset(sampler, request)

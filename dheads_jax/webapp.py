@@ -193,20 +193,17 @@ class VideoMaker:
         job = generate.Job(identity, emb, waveform, output, 0)
         sampler = dataclasses.replace(self.sampler, options=options, seed=int(settings.seed))
         tracker = Progress(total, "frames", label="app")
+        first_use = options not in self._compiled
+        opening = "compiling for these sampling settings (once)" if first_use else "starting"
         if progress:
-            first_use = options not in self._compiled
-            progress(0, total, "compiling for these sampling settings (once)" if first_use else "starting")
+            progress(0, total, opening)
         writer = media.make_writer(output, waveform, self.upscale)
         try:
             for _, frames, _ in sampler.frames([job], self.max_frames, 1):
                 writer.add(frames[0])
                 tracker.update(1)
                 if progress:
-                    progress(
-                        tracker.done,
-                        total,
-                        f"{tracker.rate:.2f} frames/s, ETA {format_seconds(tracker.eta_s)}",
-                    )
+                    progress(tracker.done, total, tracker.speed(", ") if tracker.has_rate else opening)
             path = writer.close()
             self._compiled.add(options)
         except BaseException:

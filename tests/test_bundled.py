@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import av
 import pytest
@@ -11,15 +9,15 @@ import soundfile
 
 from dheads_jax import bundled, export, media
 from dheads_jax.sampling import SamplingOptions
+from tests import helpers
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PHOTO = os.path.join(ROOT, "data", "samples", "photos", "astronaut.jpg")
-SPEECH = os.path.join(ROOT, "data", "samples", "grid", "swwp2s.mpg")
+PHOTO = os.path.join(helpers.ROOT, "data", "samples", "photos", "astronaut.jpg")
+SPEECH = os.path.join(helpers.ROOT, "data", "samples", "grid", "swwp2s.mpg")
 
 
 def test_the_bundled_model_is_a_small_distilled_export_with_its_provenance():
     path = bundled.default_export()
-    assert path == os.path.join(ROOT, "dheads_jax", "bundled", "default")
+    assert path == os.path.join(helpers.ROOT, "dheads_jax", "bundled", "default")
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, names in os.walk(path) for f in names)
     assert size <= 20 << 20
     meta = export.read_meta(path)
@@ -48,13 +46,7 @@ def test_run_sample_without_an_export_uses_the_bundled_model(tmp_path):
     speech = tmp_path / "speech.wav"  # 1.03 s of GRID speech: 25 frames
     waveform, _ = media.read_audio(SPEECH)
     soundfile.write(str(speech), waveform[media.SAMPLE_RATE : 2 * media.SAMPLE_RATE + 500], media.SAMPLE_RATE)
-    proc = subprocess.run(
-        [sys.executable, "run_sample.py", f"--id_image={PHOTO}", f"--audio={speech}", f"--output={out}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = helpers.run_command("run_sample.py", f"--id_image={PHOTO}", f"--audio={speech}", f"--output={out}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [line for line in proc.stdout.splitlines() if "bundled default model" in line]
     assert lines == [

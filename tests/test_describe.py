@@ -1,15 +1,10 @@
 """run_train.py --describe: exact sizes without allocating, FLOPs, memory."""
 
-import os
-import subprocess
-import sys
-
 import pytest
 
 from configs import crema, test
 from dheads_jax import describe
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import helpers
 
 
 def test_describe_reports_exact_sizes_and_a_plausible_flop_count():
@@ -25,13 +20,7 @@ def test_describe_reports_exact_sizes_and_a_plausible_flop_count():
 
 @pytest.mark.slow
 def test_run_train_describe_prints_and_exits_zero():
-    proc = subprocess.run(
-        [sys.executable, "run_train.py", "--config=configs/lrw.py", "--describe"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = helpers.run_command("run_train.py", "--config=configs/lrw.py", "--describe", timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "215,739,398 in 324 tensors" in proc.stdout
     assert "input channels" in proc.stdout and " 8\n" in proc.stdout

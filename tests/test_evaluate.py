@@ -2,21 +2,17 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 from PIL import Image
 
 from dheads_jax import imaging, media
-from dheads_jax.data import cache, reader
+from dheads_jax.data import reader
 from tests import helpers
-from tests.test_metrics import grid_clip, noisy, shifted
 
 # Every test here runs the command in a subprocess, end to end.
 pytestmark = pytest.mark.slow
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = ("bbaf2n", "swwp2s")
 FRAMES = 32
 
@@ -29,14 +25,12 @@ def write_mp4(path, frames, waveform):
     return writer.close()
 
 
+# The I3D and Inception networks run faster optimised than they compile slower.
+ENV = helpers.command_env(JAX_DISABLE_MOST_OPTIMIZATIONS="0")
+
+
 def run(*args):
-    return subprocess.run(
-        [sys.executable, os.path.join(ROOT, "run_evaluate.py"), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return helpers.run_command("run_evaluate.py", *args, env=ENV)
 
 
 @pytest.fixture(scope="module")
@@ -45,18 +39,20 @@ def tiny_set(tmp_path_factory):
     that are 2 frames late and noisy, one of them upscaled to 128 px and in a subfolder."""
     d = tmp_path_factory.mktemp("tiny_set")
     for i, name in enumerate(NAMES):
-        frames, waveform = grid_clip(name)
+        frames, waveform = helpers.grid_clip(name)
         frames, waveform = frames[:FRAMES], waveform[: FRAMES * media.SAMPLES_PER_FRAME]
         write_mp4(d / "reference" / f"{name}.mp4", frames, waveform)
-        gen = noisy(shifted(frames, 2), 6, seed=i)
+        gen = helpers.noisy(helpers.shifted(frames, 2), 6, seed=i)
         if i == 1:
             gen = imaging.resize(gen, 128, "cubic")
         write_mp4(d / "generated" / ("sub" if i == 1 else "") / f"{name}.mp4", gen, waveform)
     return d
 
 
-def test_end_to_end_writes_json_markdown_and_plots(tiny_set, tmp_path):
-    out = tmp_path / "report"
+@pytest.fixture(scope="module")
+def one_process_report(tiny_set, tmp_path_factory):
+    """The command on the tiny set in one process: (its result, the report folder)."""
+    out = tmp_path_factory.mktemp("one") / "report"
     proc = run(
         f"--generated={tiny_set / 'generated'}",
         f"--reference={tiny_set / 'reference'}",
@@ -64,6 +60,11 @@ def test_end_to_end_writes_json_markdown_and_plots(tiny_set, tmp_path):
         "--fid_frames_per_video=2",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc, out
+
+
+def test_end_to_end_writes_json_markdown_and_plots(one_process_report):
+    proc, out = one_process_report
     assert "2 videos evaluated" in proc.stdout
     names = {"report.json", "report.md", "per_frame_metrics.png", "mouth_opening.png", "frame_grid.png"}
     assert names == set(os.listdir(out))
@@ -97,7 +98,7 @@ def test_end_to_end_writes_json_markdown_and_plots(tiny_set, tmp_path):
 
 
 def test_prepared_dataset_reference_matches_by_clip_id(tmp_path):
-    data = cache.ensure_dataset(helpers.tiny_config())
+    data = helpers.prepared_samples(helpers.tiny_config())
     clips = reader.load_clips(data, "test")
     for c in clips:
         write_mp4(tmp_path / "gen" / f"{c.clip_id}.mp4", c.frames, c.waveform)
@@ -118,7 +119,7 @@ def test_prepared_dataset_reference_matches_by_clip_id(tmp_path):
 def test_bad_inputs_give_one_line_errors(tiny_set, tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "other").mkdir()
-    write_mp4(tmp_path / "other" / "unrelated.mp4", grid_clip("bbaf2n")[0][:4], None)
+    write_mp4(tmp_path / "other" / "unrelated.mp4", helpers.grid_clip("bbaf2n")[0][:4], None)
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "bbaf2n.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(100))
     ref = f"--reference={tiny_set / 'reference'}"
@@ -154,40 +155,23 @@ def assert_same_json(a, b, path="report"):
         assert a == b, path
 
 
-def test_two_processes_give_the_one_process_report(tiny_set, tmp_path):
+def test_two_processes_give_the_one_process_report(tiny_set, one_process_report, tmp_path):
     common = [f"--generated={tiny_set / 'generated'}", f"--reference={tiny_set / 'reference'}"]
-    one = tmp_path / "one"
-    proc = run(*common, f"--output={one}", "--fid_frames_per_video=2")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _, one = one_process_report
     two = tmp_path / "two"
-    port = helpers.free_port()
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                os.path.join(ROOT, "run_evaluate.py"),
-                *common,
-                f"--output={two}",
-                "--fid_frames_per_video=2",
-                f"--coordinator_address=127.0.0.1:{port}",
-                "--num_processes=2",
-                f"--process_id={i}",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    outs = [p.communicate(timeout=600) for p in procs]
-    for p, (_, err) in zip(procs, outs, strict=True):
-        assert p.returncode == 0, err[-3000:]
+    codes, _, errs = helpers.run_two_processes(
+        "run_evaluate.py",
+        *common,
+        f"--output={two}",
+        "--fid_frames_per_video=2",
+        env=helpers.command_env(devices=1, JAX_DISABLE_MOST_OPTIMIZATIONS="0"),
+        output=two,
+    )
+    for code, err in zip(codes, errs, strict=True):
+        assert code == 0, err[-3000:]
     # Each process evaluated one of the two videos.
-    assert "evaluating (process 1/2): 1/1 videos" in outs[0][1]
-    assert "evaluating (process 2/2): 1/1 videos" in outs[1][1]
+    assert "evaluating (process 1/2): 1/1 videos" in errs[0]
+    assert "evaluating (process 2/2): 1/1 videos" in errs[1]
     a = json.loads((one / "report.json").read_text())
     b = json.loads((two / "report.json").read_text())
     a["settings"].pop("seconds"), b["settings"].pop("seconds")

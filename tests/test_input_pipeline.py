@@ -4,18 +4,18 @@ import json
 
 import numpy as np
 import pytest
-from test_data_builder import GRID_SIZE, build_grid_dataset
 
 from configs import test as test_config
 from dheads_jax import input_pipeline
 from dheads_jax.data import reader
 from dheads_jax.imaging import from_uint8, rgb_to_luma
 from dheads_jax.mouth import mouth_box
+from tests.helpers import GRID_SIZE
 
 
 @pytest.fixture(scope="module")
-def dataset_dir(tmp_path_factory):
-    return build_grid_dataset(tmp_path_factory.getbasetemp())
+def dataset_dir(grid_dataset):
+    return grid_dataset
 
 
 @pytest.fixture(scope="module")

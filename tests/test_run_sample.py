@@ -1,62 +1,28 @@
-"""run_sample.py end to end: real mp4 with audio read back by another decoder; bad inputs."""
+"""run_sample.py end to end: real mp4s with audio read back by another decoder, bad inputs in
+one line, manifests, sets on one and two processes, resuming, and an old export's frames."""
 
 import json
 import os
 import subprocess
 import sys
+import time
 
 import av
 import imageio_ffmpeg
-import jax
-import librosa
 import numpy as np
 import pytest
-import soundfile
-from PIL import Image
 
-from dheads_jax import export, generate, media
-from dheads_jax.models import factory
 from tests import helpers
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GRID = os.path.join(ROOT, "data", "samples", "grid")
+# Every test here runs the command in a subprocess.
+pytestmark = pytest.mark.slow
 
-
-def first_frame(path):
-    with av.open(path) as c:
-        return next(c.decode(video=0)).to_ndarray(format="rgb24")
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("inputs")
-    face = first_frame(os.path.join(GRID, "bbaf2n.mpg"))
-    rgba = np.concatenate([face, np.full(face.shape[:2] + (1,), 255, np.uint8)], -1)
-    Image.fromarray(rgba).save(d / "face.png")  # with an alpha channel
-    Image.fromarray(np.full((200, 200, 3), 90, np.uint8)).save(d / "blank.jpg")
-    (d / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(200)))
-    (d / "corrupt.wav").write_bytes(b"RIFF" + bytes(300))
-    waveform, _ = media.read_audio(os.path.join(GRID, "swwp2s.mpg"))
-    stereo = np.stack([waveform[:16000], waveform[:16000] * 0.5], -1)
-    soundfile.write(d / "speech.wav", librosa.resample(stereo.T, orig_sr=16000, target_sr=44100).T, 44100)
-    soundfile.write(d / "short.wav", np.zeros(160, np.float32), 16000)
-    soundfile.write(d / "silence.flac", np.zeros(8000, np.float32), 16000)
-    return d
-
-
-@pytest.fixture(scope="module")
-def tiny_export(tmp_path_factory):
-    config = helpers.tiny_config()
-    model = factory.build_unet(config)
-    params = helpers.perturbed(helpers.init_params(model, config))
-    path = str(tmp_path_factory.mktemp("export") / "tiny")
-    return export.write_export(path, params, config, weights="raw", provenance=dict(step=0))
+SPLIT = "train[:5]"
+ENV_1 = helpers.command_env(devices=1)
 
 
 def run(*args):
-    return subprocess.run(
-        [sys.executable, "run_sample.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
+    return helpers.run_command("run_sample.py", *args)
 
 
 def probe(path):
@@ -70,7 +36,39 @@ def probe(path):
     return frames, len(decoded) / 2 / 16000, out
 
 
-@pytest.mark.slow
+@pytest.fixture(scope="module")
+def dataset():
+    return helpers.prepared_samples(helpers.tiny_config())
+
+
+def set_command(tiny_export, dataset, out, *extra):
+    """(script, args) of sampling SPLIT of a prepared dataset into ``out``."""
+    return (
+        "run_sample.py",
+        f"--export={tiny_export}",
+        f"--dataset={dataset}",
+        f"--split={SPLIT}",
+        f"--output_dir={out}",
+        "--steps=2",
+        *extra,
+    )
+
+
+def frames(path):
+    with av.open(path) as c:
+        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+
+
+def written_by(stderr):
+    """The outputs a process says it wrote."""
+    names = []
+    for line in stderr.splitlines():
+        # At the default verbosity a command's own lines carry no absl prefix.
+        if line.startswith("wrote "):
+            names += [os.path.basename(p) for p in line[len("wrote ") :].strip().split(", ")]
+    return names
+
+
 def test_one_video_is_an_mp4_with_the_right_frames_and_audio(tiny_export, inputs, tmp_path):
     out = tmp_path / "talking.mp4"
     proc = run(
@@ -90,7 +88,6 @@ def test_one_video_is_an_mp4_with_the_right_frames_and_audio(tiny_export, inputs
     assert not [f for f in os.listdir(tmp_path) if ".tmp-" in f]
 
 
-@pytest.mark.slow
 def test_a_manifest_skips_existing_outputs_and_reports_failures(tiny_export, inputs, tmp_path):
     (tmp_path / "done.mp4").write_bytes(b"already here")
     rows = [
@@ -111,7 +108,6 @@ def test_a_manifest_skips_existing_outputs_and_reports_failures(tiny_export, inp
     assert frames == 12 and seconds == pytest.approx(0.48, abs=0.03)
 
 
-@pytest.mark.slow
 def test_a_bad_input_is_one_line_with_no_output(tiny_export, inputs, tmp_path):
     out = tmp_path / "x.mp4"
     proc = run(
@@ -128,48 +124,79 @@ def test_a_bad_input_is_one_line_with_no_output(tiny_export, inputs, tmp_path):
     assert "Traceback" not in proc.stderr and not out.exists()
 
 
-def test_every_bad_input_raises_a_named_error(tiny_export, inputs, tmp_path):
-    meta = export.read_meta(tiny_export)
-    encoder = export.encoder_spec(meta)
-    cases = [
-        (lambda: generate.load_identity(str(inputs / "blank.jpg"), 32), "no face found"),
-        (lambda: generate.load_identity(str(inputs / "corrupt.png"), 32), "unreadable image or video"),
-        (lambda: generate.load_identity(str(inputs / "missing.png"), 32), "no such file"),
-        (lambda: generate.load_audio(str(inputs / "corrupt.wav"), encoder), "unreadable audio"),
-        (lambda: generate.load_audio(str(inputs / "short.wav"), encoder), "shorter than one video frame"),
+def test_two_processes_make_the_same_videos_as_one_each_once(tiny_export, dataset, tmp_path):
+    one = tmp_path / "one"
+    proc = helpers.run_command(*set_command(tiny_export, dataset, one), env=ENV_1)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report_one = json.loads((one / "sample_report.json").read_text())
+    names = sorted(os.path.basename(r["output"]) for r in report_one)
+    assert len(names) == 5 and all(r["status"] == "written" for r in report_one)
+
+    two = tmp_path / "two"
+    codes, _, errs = helpers.run_two_processes(*set_command(tiny_export, dataset, two), env=ENV_1, output=two)
+    for code, err in zip(codes, errs, strict=True):
+        assert code == 0, err[-3000:]
+    mine = [written_by(e) for e in errs]
+    assert sorted(mine[0] + mine[1]) == names and not set(mine[0]) & set(mine[1])
+    assert abs(len(mine[0]) - len(mine[1])) <= 1  # equal lengths: balanced by count
+    assert "process 1/2" in errs[0] and "process 2/2" in errs[1]
+    report_two = json.loads((two / "sample_report.json").read_text())
+    assert [(os.path.basename(r["output"]), r["status"]) for r in report_two] == [
+        (n, "written") for n in names
     ]
-    for fn, message in cases:
-        with pytest.raises(generate.InputError, match=message):
-            fn()
-    waveform, emb = generate.load_audio(str(inputs / "silence.flac"), encoder)
-    assert emb.shape == (12, 8) and np.all(np.isfinite(emb)) and len(waveform) == 12 * 640
-
-    with pytest.raises(media.MediaError, match="does not exist"):
-        media.check_writable(str(tmp_path / "no" / "such" / "dir" / "out.mp4"))
-    with pytest.raises(export.ExportError, match="not an export"):
-        export.read_meta(str(tmp_path))
-    broken = tmp_path / "broken"
-    os.makedirs(broken)
-    with open(os.path.join(tiny_export, export.META_NAME)) as f:
-        stale = json.load(f)
-    stale["format_version"] = 99
-    (broken / export.META_NAME).write_text(json.dumps(stale))
-    with pytest.raises(export.ExportError, match="format 99"):
-        export.read_meta(str(broken))
-    stale["format_version"] = export.FORMAT_VERSION
-    (broken / export.META_NAME).write_text(json.dumps(stale))
-    with pytest.raises(export.ExportError, match="params/ folder is missing"):
-        export.read_meta(str(broken))
+    assert not [f for f in os.listdir(two) if ".tmp" in f]
+    for n in names:
+        np.testing.assert_array_equal(frames(str(one / n)), frames(str(two / n)), err_msg=n)
 
 
-def test_export_round_trip_keeps_weights_and_records_provenance(tiny_export):
-    config, params, meta = export.load_export(tiny_export)
-    assert meta["weights"] == "raw" and meta["provenance"]["step"] == 0
-    assert meta["input_channels"] == 12 and meta["audio_encoder"] == dict(
-        name="mel", dim=8, params=dict(num_mels=8, subframes=1, fmin=0.0, fmax=8000.0)
+def test_an_interrupted_set_resumes_and_keeps_what_was_finished(tiny_export, dataset, tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, *set_command(tiny_export, dataset, out)],
+        cwd=helpers.ROOT,
+        env=ENV_1,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    ref = helpers.perturbed(
-        helpers.init_params(factory.build_unet(helpers.tiny_config()), helpers.tiny_config())
+    finished = []
+    for line in proc.stderr:
+        finished += written_by(line)
+        if len(finished) >= 2:
+            proc.kill()
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode != 0 and len(finished) >= 2
+    kept = {n: os.path.getmtime(out / n) for n in finished}
+    time.sleep(0.01)
+    rerun = helpers.run_command(*set_command(tiny_export, dataset, out), env=ENV_1)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    report = {
+        os.path.basename(r["output"]): r["status"]
+        for r in json.loads((out / "sample_report.json").read_text())
+    }
+    assert len(report) == 5
+    assert all(report[n] == "exists, skipped" for n in finished)
+    assert sum(s == "written" for s in report.values()) == 5 - len(finished)
+    assert all(os.path.getmtime(out / n) == t for n, t in kept.items())
+    assert not [f for f in os.listdir(out) if ".tmp" in f]
+    assert all(len(frames(str(out / n))) == 75 for n in report)
+
+
+def test_run_sample_on_an_old_export_matches_the_golden_frames(tmp_path):
+    """export_v1 sampled by today's command: the first sampler's frames within XLA's rounding."""
+    out = tmp_path / "frames.npy"
+    clip = os.path.join(helpers.GRID_DIR, "bbaf2n.mpg")
+    proc = helpers.run_command(
+        "run_sample.py",
+        f"--export={helpers.OLD_EXPORT}",
+        f"--id_image={clip}",
+        f"--audio={clip}",
+        f"--output={out}",
+        "--seed=3",
+        env=ENV_1,
+        cwd=str(tmp_path),
     )
-    for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(params), strict=True):
-        np.testing.assert_array_equal(a, b)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    frames = np.load(out)
+    assert frames.shape == (74, 32, 32, 3)
+    helpers.assert_matches_golden("run_sample_export_v1", frames)

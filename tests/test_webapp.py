@@ -14,11 +14,9 @@ import pytest
 import soundfile
 from PIL import Image
 
-from dheads_jax import export, generate, media, webapp
+from dheads_jax import generate, media, webapp
 from tests import helpers
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GRID = os.path.join(ROOT, "data", "samples", "grid")
 BROWSER = ("chromium", "chromedriver")
 
 
@@ -34,23 +32,14 @@ def browser_missing() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def tiny_export(tmp_path_factory):
-    """A 32 px export with random weights that samples with 2 steps per frame."""
-    config = helpers.tiny_config()
-    config.sampling.steps = 2
-    path = str(tmp_path_factory.mktemp("export") / "tiny")
-    return export.write_export(path, helpers.random_params(config), config, weights="raw")
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("inputs")
-    with av.open(os.path.join(GRID, "bbaf2n.mpg")) as c:
+def app_inputs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("app_inputs")
+    with av.open(os.path.join(helpers.GRID_DIR, "bbaf2n.mpg")) as c:
         Image.fromarray(next(c.decode(video=0)).to_ndarray(format="rgb24")).save(d / "face.png")
     Image.fromarray(np.full((200, 200, 3), 90, np.uint8)).save(d / "blank.jpg")
     (d / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(200)))
     (d / "corrupt.wav").write_bytes(b"RIFF" + bytes(300))
-    speech, _ = media.read_audio(os.path.join(GRID, "swwp2s.mpg"))
+    speech, _ = media.read_audio(os.path.join(helpers.GRID_DIR, "swwp2s.mpg"))
     soundfile.write(d / "speech.wav", speech[:16000], 16000)  # 1.0 s: 25 frames
     soundfile.write(d / "short.flac", speech[16000:25900], 16000)  # 0.62 s: 15 frames, 0.6 s
     soundfile.write(d / "long.wav", speech[:48000], 16000)  # 3 s
@@ -68,26 +57,30 @@ def read_mp4(path):
         return frames, audio.codec_context.name, samples / audio.rate
 
 
-def test_every_bad_upload_gives_the_command_line_message(tiny_export, inputs, tmp_path):
+def test_every_bad_upload_gives_the_command_line_message(tiny_export, app_inputs, tmp_path):
     maker = webapp.VideoMaker(tiny_export, str(tmp_path / "out"), max_seconds=2)
     defaults = maker.defaults
     assert (defaults.sampler, defaults.steps, defaults.audio_guidance, defaults.seed) == ("ddpm", 2, 1.0, 0)
-    face, speech = str(inputs / "face.png"), str(inputs / "speech.wav")
+    face, speech = str(app_inputs / "face.png"), str(app_inputs / "speech.wav")
     cases = [
         (None, speech, "no face: upload a photo or a video of a face"),
         (face, None, "no speech: upload an audio file or record one"),
-        (str(inputs / "blank.jpg"), speech, f"{inputs / 'blank.jpg'}: no face found in the identity image"),
-        (str(inputs / "corrupt.png"), speech, f"{inputs / 'corrupt.png'}: unreadable image or video"),
-        (face, str(inputs / "corrupt.wav"), f"{inputs / 'corrupt.wav'}: unreadable audio"),
+        (
+            str(app_inputs / "blank.jpg"),
+            speech,
+            f"{app_inputs / 'blank.jpg'}: no face found in the identity image",
+        ),
+        (str(app_inputs / "corrupt.png"), speech, f"{app_inputs / 'corrupt.png'}: unreadable image or video"),
+        (face, str(app_inputs / "corrupt.wav"), f"{app_inputs / 'corrupt.wav'}: unreadable audio"),
         (
             face,
-            str(inputs / "silence.wav"),
-            f"{inputs / 'silence.wav'}: the audio is silent (no speech to follow)",
+            str(app_inputs / "silence.wav"),
+            f"{app_inputs / 'silence.wav'}: the audio is silent (no speech to follow)",
         ),
         (
             face,
-            str(inputs / "long.wav"),
-            f"{inputs / 'long.wav'}: the audio is 3.0 s long; this app makes videos of at most 2 s "
+            str(app_inputs / "long.wav"),
+            f"{app_inputs / 'long.wav'}: the audio is 3.0 s long; this app makes videos of at most 2 s "
             "(--max_seconds)",
         ),
     ]
@@ -97,11 +90,11 @@ def test_every_bad_upload_gives_the_command_line_message(tiny_export, inputs, tm
         assert str(info.value).startswith(message) and "\n" not in str(info.value)
     # The same text as the command line's loaders give.
     with pytest.raises(generate.InputError) as cli:
-        generate.load_identity(str(inputs / "blank.jpg"), maker.sampler.image_size)
+        generate.load_identity(str(app_inputs / "blank.jpg"), maker.sampler.image_size)
     with pytest.raises(generate.InputError) as app:
-        maker.make_video(str(inputs / "blank.jpg"), speech, defaults)
+        maker.make_video(str(app_inputs / "blank.jpg"), speech, defaults)
     assert str(app.value) == str(cli.value)
-    assert webapp.user_message(app.value, [str(inputs / "blank.jpg")]) == (
+    assert webapp.user_message(app.value, [str(app_inputs / "blank.jpg")]) == (
         "blank.jpg: no face found in the identity image"
     )
     with pytest.raises(generate.InputError, match="steps must be at least 1"):
@@ -111,11 +104,14 @@ def test_every_bad_upload_gives_the_command_line_message(tiny_export, inputs, tm
     assert os.listdir(tmp_path / "out") == []
 
 
-def test_a_job_writes_an_mp4_with_audio_and_reports_each_frame(tiny_export, inputs, tmp_path):
+def test_a_job_writes_an_mp4_with_audio_and_reports_each_frame(tiny_export, app_inputs, tmp_path):
     maker = webapp.VideoMaker(tiny_export, str(tmp_path), max_seconds=2)
     calls = []
     path = maker.make_video(
-        str(inputs / "face.png"), str(inputs / "short.flac"), maker.defaults, lambda *a: calls.append(a)
+        str(app_inputs / "face.png"),
+        str(app_inputs / "short.flac"),
+        maker.defaults,
+        lambda *a: calls.append(a),
     )
     assert [c[:2] for c in calls] == [(k, 15) for k in range(16)]
     assert "ETA" in calls[-1][2] and "frames/s" in calls[-1][2]
@@ -126,13 +122,7 @@ def test_a_job_writes_an_mp4_with_audio_and_reports_each_frame(tiny_export, inpu
 
 @pytest.mark.slow
 def test_run_app_rejects_a_bad_export_in_one_line(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "run_app.py", f"--checkpoint={tmp_path}", "--port=1"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = helpers.run_command("run_app.py", f"--checkpoint={tmp_path}", "--port=1", timeout=300)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1] == (
         f"run_app.py: {tmp_path}: not an export (no export.json); make one with run_sample.py --export_from"
@@ -157,7 +147,7 @@ def app_url(tiny_export, tmp_path):
             "--max_seconds=5",
             f"--output_dir={tmp_path / 'videos'}",
         ],
-        cwd=ROOT,
+        cwd=helpers.ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,
@@ -311,12 +301,12 @@ class Page:
 
 
 @pytest.mark.slow
-def test_the_page_makes_videos_shows_bad_inputs_and_goes_on(browser, app_url, inputs, tmp_path):
+def test_the_page_makes_videos_shows_bad_inputs_and_goes_on(browser, app_url, app_inputs, tmp_path):
     driver = browser
     page = Page(driver, app_url)
     # A good job: a playable video of floor(1.0 s * 25) / 25 = 1.0 s, with its sound.
-    page.upload("face", inputs / "face.png")
-    page.upload("speech", inputs / "speech.wav")
+    page.upload("face", app_inputs / "face.png")
+    page.upload("speech", app_inputs / "speech.wav")
     page.watch_progress()
     page.generate()
     first, duration = page.wait_for_video()
@@ -342,7 +332,7 @@ def test_the_page_makes_videos_shows_bad_inputs_and_goes_on(browser, app_url, in
     assert outside == []
 
     # A photo without a face: the command line's one-line message, with the upload's name.
-    page.upload("face", inputs / "blank.jpg")
+    page.upload("face", app_inputs / "blank.jpg")
     page.generate()
     page.wait(60).until(lambda d: page.errors())
     assert page.errors() == ["blank.jpg: no face found in the identity image"]
@@ -350,8 +340,8 @@ def test_the_page_makes_videos_shows_bad_inputs_and_goes_on(browser, app_url, in
     page.close_errors()
 
     # The app still answers: a second good job, 0.62 s of audio -> 15 frames, 0.6 s.
-    page.upload("face", inputs / "face.png")
-    page.upload("speech", inputs / "short.flac")
+    page.upload("face", app_inputs / "face.png")
+    page.upload("speech", app_inputs / "short.flac")
     page.generate()
     second, duration = page.wait_for_video(previous=first)
     assert duration == pytest.approx(15 / 25, abs=1e-3)

@@ -25,7 +25,7 @@ import pickle
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from dheads_jax import files
+from dheads_jax import files, progress
 from dheads_jax.data import process, sources
 
 NAMESPACE = "talking_faces"
@@ -35,6 +35,9 @@ SKIPPED_PREFIX = "skipped_"
 
 def pipeline_options(spec: str) -> PipelineOptions:
     """Beam options from TFDS's command-line syntax: "runner=DirectRunner,direct_num_workers=2".
+
+    The workers log warnings and errors only (``default_sdk_harness_log_level=WARNING``)
+    unless the spec sets that level or the command runs with ``--verbosity=1``.
 
     Raises:
       ValueError: an entry is not KEY=VALUE or KEY.
@@ -52,6 +55,10 @@ def pipeline_options(spec: str) -> PipelineOptions:
         flags.append(f"--{entry}")
     if not flags:
         raise ValueError("empty Beam pipeline options; e.g. runner=DirectRunner,direct_num_workers=2")
+    if not progress.library_logs_shown() and not any(
+        f.startswith("--default_sdk_harness_log_level") for f in flags
+    ):
+        flags.append("--default_sdk_harness_log_level=WARNING")
     return PipelineOptions(flags)
 
 

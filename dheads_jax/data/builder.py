@@ -36,7 +36,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
-from dheads_jax import files, media
+from dheads_jax import files, media, progress
 from dheads_jax.data import audio, process, sources
 
 BUILDER_NAME = "talking_faces"
@@ -196,6 +196,14 @@ class TalkingFaces(tfds.core.GeneratorBasedBuilder):
             metadata=tfds.core.MetadataDict(dheads=dataset_metadata(self.settings)),
         )
 
+    # TFDS prints these two lines to stdout whatever the verbosity; here they are DEBUG lines
+    # (--verbosity=1), as the result is the command's summary line.
+    def _log_download_bytes(self) -> None:
+        logging.debug("TFDS: writing %s to %s", self.name, self.data_dir)
+
+    def _log_download_done(self) -> None:
+        logging.debug("TFDS: %s written to %s", self.name, self.data_dir)
+
     def _spool_path(self, src: sources.ClipSource) -> str:
         return files.join(self._spool_dir, src.split, f"{src.index:09d}.pkl")
 
@@ -246,6 +254,9 @@ class TalkingFaces(tfds.core.GeneratorBasedBuilder):
         """
         if files.exists(files.join(str(self.data_dir), "dataset_info.json")):
             raise FileExistsError(f"{self.data_dir} already holds a dataset; remove it or use --overwrite")
+        # TFDS's progress bars only with the libraries' lines (--verbosity=1); ours are the
+        # "prepared CLIP" lines.
+        tfds.display_progress_bar(progress.library_logs_shown())
         if self.beam_options:
             self._prepare_with_beam(**kwargs)
         else:

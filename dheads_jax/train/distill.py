@@ -72,7 +72,7 @@ from dheads_jax.diffusion import (
 from dheads_jax.diffusion.chain import ApplyFn, guided_output
 from dheads_jax.diffusion.gaussian import extract, predict_eps_from_xstart
 from dheads_jax.models import factory
-from dheads_jax.progress import Progress, format_seconds
+from dheads_jax.progress import Progress
 from dheads_jax.sampling import SamplingOptions, UNetApply
 from dheads_jax.train import augment, monitor, optimizer
 from dheads_jax.train.loop import MODEL_INPUTS, Preemption, TrainingError, config_json, prepare_data
@@ -563,8 +563,9 @@ class DistillLogger(monitor.MetricLogger):
         """One console line (round, loss, steps/s, ETA), TensorBoard scalars and a metrics.csv row."""
         if not self.enabled:
             return
+        tail = progress.speed()  # the rate and ETA, "compiling" before there is a rate
         logging.info(
-            "step %d | round %d/%d (%d -> %d steps) | loss %.5f step_mse %.5f | grad %.3f | %.2f steps/s | ETA %s",
+            "step %d | round %d/%d (%d -> %d steps) | loss %.5f step_mse %.5f | grad %.3f%s",
             step,
             round_index + 1,
             plan.num_rounds,
@@ -573,12 +574,13 @@ class DistillLogger(monitor.MetricLogger):
             metrics["loss"],
             metrics["step_mse"],
             metrics["grad_norm"],
-            progress.rate,
-            format_seconds(progress.eta_s),
+            f" | {tail}" if tail else "",
         )
-        row = dict(metrics, round=round_index + 1, steps_per_s=progress.rate, eta_s=progress.eta_s)
+        rate = progress.rate if progress.has_rate else math.nan
+        row = dict(metrics, round=round_index + 1, steps_per_s=rate, eta_s=progress.eta_s)
         for k, v in row.items():
-            self.writer.add_scalar(f"distill/{k}", v, step)
+            if math.isfinite(v):  # the rate and ETA are NaN (unknown) before a second step
+                self.writer.add_scalar(f"distill/{k}", v, step)
         self.writer.flush()
         new = not os.path.exists(self.csv_path)
         with open(self.csv_path, "a", encoding="utf-8") as f:

@@ -46,11 +46,16 @@ class MetricLogger:
         """
         if not self.enabled:
             return
-        speed = dict(
-            steps_per_s=progress.rate, examples_per_s=progress.rate * batch_size, eta_s=progress.eta_s
-        )
+        # The rate and ETA once there is a rate (the first step includes compilation).
+        speed = {}
+        tail = progress.speed()
+        if progress.has_rate:
+            speed = dict(
+                steps_per_s=progress.rate, examples_per_s=progress.rate * batch_size, eta_s=progress.eta_s
+            )
+            tail = f"{progress.rate:.2f} steps/s {progress.rate * batch_size:.1f} ex/s | ETA {format_seconds(progress.eta_s)}"
         logging.info(
-            "step %d | loss %.4f simple %.4f vlb %.4f lip %.4f | grad %.3f lr %.2e | %.2f steps/s %.1f ex/s | ETA %s",
+            "step %d | loss %.4f simple %.4f vlb %.4f lip %.4f | grad %.3f lr %.2e%s",
             step,
             metrics["loss"],
             metrics["simple"],
@@ -58,9 +63,7 @@ class MetricLogger:
             metrics["lip"],
             metrics["grad_norm"],
             metrics["lr"],
-            speed["steps_per_s"],
-            speed["examples_per_s"],
-            format_seconds(speed["eta_s"]),
+            f" | {tail}" if tail else "",
         )
         for k, v in {**metrics, **speed}.items():
             self.writer.add_scalar(f"train/{k}", v, step)

@@ -10,10 +10,8 @@ import soundfile
 from dheads_jax import media
 from dheads_jax.data import align, faces, process, sources
 from dheads_jax.mouth import mouth_box
+from tests import helpers
 
-GRID_DIR = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "samples", "grid"
-)
 CLIPS = ("bbaf2n", "swwp2s")
 IMAGE_SIZE = 128
 BOX_TOLERANCE = 2  # pixels of a 128 px crop
@@ -29,7 +27,7 @@ def clips(detector):
     """{name: (frames, landmarks of the old path: the detector called on every frame)}."""
     out = {}
     for name in CLIPS:
-        frames, _ = media.read_video(os.path.join(GRID_DIR, name + ".mpg"))
+        frames, _ = media.read_video(os.path.join(helpers.GRID_DIR, name + ".mpg"))
         out[name] = frames, np.stack([detector(frame) for frame in frames])
     return out
 
@@ -95,7 +93,7 @@ def test_no_face_on_a_detection_frame_is_a_clip_error(clips, tmp_path):
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
         container.mux(stream.encode())
-    speech, _ = media.read_audio(os.path.join(GRID_DIR, CLIPS[0] + ".mpg"))
+    speech, _ = media.read_audio(os.path.join(helpers.GRID_DIR, CLIPS[0] + ".mpg"))
     soundfile.write(wav, speech[: len(frames) * media.SAMPLES_PER_FRAME], media.SAMPLE_RATE)
     source = sources.ClipSource("train", 0, "gone.mp4", video, wav, "s")
     for every in (1, 5):

@@ -9,9 +9,9 @@ import tensorflow as tf
 
 from dheads_jax import files, media
 from dheads_jax.data import sources
+from tests import helpers
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GRID_CLIP = os.path.join(ROOT, "data", "samples", "grid", "bbaf2n.mpg")
+GRID_CLIP = os.path.join(helpers.ROOT, "data", "samples", "grid", "bbaf2n.mpg")
 
 LRW_TREE = [
     "ABOUT/test/ABOUT_00001.mp4",
@@ -140,3 +140,24 @@ def test_clips_decode_from_a_remote_path():
     np.testing.assert_array_equal(media.read_audio(remote)[0], media.read_audio(GRID_CLIP)[0])
     with pytest.raises(media.MediaError, match="ram://nothing/here.mp4: FFmpeg cannot open"):
         media.read_video("ram://nothing/here.mp4")
+
+
+def test_file_lists_official_format(tmp_path):
+    (tmp_path / "s15").mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        (tmp_path / "s15" / name).write_bytes(b"")
+    with_newline = tmp_path / "file_list_train.txt"
+    with_newline.write_text("./s15/a.mp4\n./s15/b.mp4\n")
+    without = tmp_path / "file_list_crema_test.txt"
+    without.write_text("./s15/b.mp4\n\n./s15/missing.mp4")
+    assert sources.read_file_list(str(without)) == ["s15/b.mp4", "s15/missing.mp4"]
+    assert sources.split_of_file_list(str(without)) == ("test", str(without))
+    assert sources.split_of_file_list("val=/x/list.txt") == ("val", "/x/list.txt")
+    found, skips = sources.collect_clips(str(tmp_path), [str(with_newline), str(without)])
+    assert [(c.split, c.index, c.relative_path, c.speaker_id) for c in found] == [
+        ("train", 0, "s15/a.mp4", "s15"),
+        ("train", 1, "s15/b.mp4", "s15"),
+        ("test", 0, "s15/b.mp4", "s15"),
+    ]
+    assert [(s.clip, s.reason) for s in skips] == [("s15/missing.mp4", "missing")]
+    assert sources.speaker_of("1015_DFA_ANG_XX.mp4", r"^(\d{4})_") == "1015"

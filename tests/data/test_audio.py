@@ -1,10 +1,10 @@
-"""Unit tests of decoding rules, the mel encoder, external embeddings and the alignment maths."""
+"""Audio: the frame-count rule, the mel encoder, external embeddings and the encoder spec."""
 
 import numpy as np
 import pytest
 
 from dheads_jax import media
-from dheads_jax.data import ClipError, align, audio
+from dheads_jax.data import ClipError, audio
 
 
 def test_frame_count_rule_and_waveform_fit():
@@ -17,15 +17,6 @@ def test_frame_count_rule_and_waveform_fit():
     np.testing.assert_array_equal(media.fit_waveform(w, 10), w[:6400])
     np.testing.assert_array_equal(media.shift_waveform(w[:5], 2 / 16000), [0, 0, 0, 1, 2, 3, 4])
     np.testing.assert_array_equal(media.shift_waveform(w[:5], -2 / 16000), [2, 3, 4])
-
-
-def test_video_resampling_picks_the_nearest_frame():
-    # 50 fps source, 0.2 s -> 5 frames at 25 fps: every other source frame.
-    np.testing.assert_array_equal(media.resample_times(np.arange(10) / 50, 0.2), [0, 2, 4, 6, 8])
-    # 30 fps source, 1 s -> 25 frames, nearest in time.
-    idx = media.resample_times(np.arange(30) / 30, 1.0)
-    assert len(idx) == 25
-    np.testing.assert_array_equal(idx, np.round(np.arange(25) / 25 * 30 + 1e-9).astype(int))
 
 
 def test_mel_shapes_determinism_and_timing():
@@ -99,39 +90,6 @@ def test_encoder_spec_json_round_trip_and_the_old_flat_form():
     assert Spec.from_json(dict(name="mel", dim=32, num_mels=16, subframes=2)) == Spec.for_mel(
         audio.MelParams(16, 2)
     )
-
-
-def test_similarity_transform_recovers_a_known_similarity():
-    rng = np.random.default_rng(0)
-    src = rng.normal(size=(21, 2)) * 30 + 100
-    angle, scale, shift = 0.3, 0.7, np.array([5.0, -12.0])
-    rot = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-    matrix = align.similarity_transform(src, src @ rot.T + shift)
-    np.testing.assert_allclose(matrix, np.concatenate([rot, shift[:, None]], 1), atol=1e-9)
-
-
-def test_smoothing_keeps_similarities_and_removes_jitter():
-    rng = np.random.default_rng(1)
-    base = align.similarity_transform(align.TEMPLATE * 100, align.TEMPLATE * 128)
-    noisy = np.stack([base + np.array([[0, 0, 1], [0, 0, 1]]) * rng.normal(size=(2, 1)) for _ in range(50)])
-    smooth = align.smooth_transforms(noisy, 2.0)
-    np.testing.assert_allclose(smooth[:, 0, 0], smooth[:, 1, 1])
-    np.testing.assert_allclose(smooth[:, 0, 1], -smooth[:, 1, 0])
-    assert np.diff(smooth[:, :, 2], axis=0).std() < 0.3 * np.diff(noisy[:, :, 2], axis=0).std()
-    np.testing.assert_array_equal(align.smooth_transforms(noisy, 0.0), noisy)
-
-
-def test_warp_image_sampling_convention():
-    rng = np.random.default_rng(0)
-    image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    np.testing.assert_array_equal(align.warp_image(image, np.array([[1.0, 0, 0], [0, 1, 0]]), 64), image)
-    shifted = align.warp_image(image, np.array([[1.0, 0, -3], [0, 1, -5]]), 32)
-    np.testing.assert_array_equal(shifted, image[5:37, 3:35])
-    half = align.warp_image(image, np.array([[0.5, 0, -0.25], [0, 0.5, -0.25]]), 32)
-    np.testing.assert_allclose(half, image.reshape(32, 2, 32, 2, 3).mean((1, 3)), atol=0.51)
-    # Outside the source, edge pixels are repeated instead of black.
-    out = align.warp_image(image, np.array([[1.0, 0, 10], [0, 1, 10]]), 64)
-    np.testing.assert_array_equal(out[:10, :10], np.broadcast_to(image[0, 0], (10, 10, 3)))
 
 
 def test_silence_embedding_is_the_log_floor_of_the_mel_encoder():

@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 
 import jax
 import numpy as np
@@ -23,7 +22,6 @@ from tests import helpers
 # Real training runs in subprocesses (resume after SIGTERM, two processes): end to end.
 pytestmark = pytest.mark.slow
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 30
 OVERRIDES = [
     f"--config.train.num_steps={STEPS}",
@@ -35,21 +33,8 @@ OVERRIDES = [
 ]
 
 
-def env(devices):
-    e = dict(os.environ)
-    e["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    return e
-
-
-def train_cmd(workdir, *extra):
-    return [
-        sys.executable,
-        "run_train.py",
-        "--config=configs/test.py",
-        f"--workdir={workdir}",
-        *OVERRIDES,
-        *extra,
-    ]
+def train_args(workdir, *extra):
+    return ["--config=configs/test.py", f"--workdir={workdir}", *OVERRIDES, *extra]
 
 
 def final_params(workdir, devices):
@@ -74,9 +59,7 @@ def batches(workdir):
 def reference_run(tmp_path_factory):
     helpers.prepared_samples(helpers.tiny_config())
     workdir = str(tmp_path_factory.mktemp("uninterrupted"))
-    proc = subprocess.run(
-        train_cmd(workdir), cwd=ROOT, env=env(2), capture_output=True, text=True, timeout=600
-    )
+    proc = helpers.run_command("run_train.py", *train_args(workdir), env=helpers.command_env(devices=2))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return workdir
 
@@ -92,7 +75,13 @@ def test_loss_goes_down_on_the_grid_clips(reference_run):
 
 def test_sigterm_and_restart_resume_exactly(reference_run, tmp_path):
     workdir = str(tmp_path / "interrupted")
-    proc = subprocess.Popen(train_cmd(workdir), cwd=ROOT, env=env(2), stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "run_train.py", *train_args(workdir)],
+        cwd=helpers.ROOT,
+        env=helpers.command_env(devices=2),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     csv_path = os.path.join(workdir, "metrics.csv")
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
@@ -106,9 +95,7 @@ def test_sigterm_and_restart_resume_exactly(reference_run, tmp_path):
     assert 3 <= stopped_at < STEPS, "the run was not interrupted"
     assert "preempted: saved step" in err
 
-    proc = subprocess.run(
-        train_cmd(workdir), cwd=ROOT, env=env(2), capture_output=True, text=True, timeout=600
-    )
+    proc = helpers.run_command("run_train.py", *train_args(workdir), env=helpers.command_env(devices=2))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"resumed from step {stopped_at}" in proc.stderr
 
@@ -120,44 +107,20 @@ def test_sigterm_and_restart_resume_exactly(reference_run, tmp_path):
         np.testing.assert_array_equal(x, y)
 
 
-def launch_two_processes(workdir):
-    port = helpers.free_port()
-    procs = [
-        subprocess.Popen(
-            train_cmd(
-                workdir,
-                "--config.train.num_steps=4",
-                "--config.train.record_batches=False",
-                "--config.train.sample_every=4",
-                f"--coordinator_address=127.0.0.1:{port}",
-                "--num_processes=2",
-                f"--process_id={i}",
-            ),
-            cwd=ROOT,
-            env=env(2),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    outs = [p.communicate(timeout=600) for p in procs]
-    return [p.returncode for p in procs], [err for _, err in outs]
-
-
 def test_two_processes_train_and_one_process_restores(tmp_path):
     helpers.prepared_samples(helpers.tiny_config())
     workdir = str(tmp_path / "multi")
-    codes, errs = launch_two_processes(workdir)
-    if codes != [0, 0]:
-        # The port chosen by helpers.free_port() can be taken before the coordinator binds it, and a
-        # heavily loaded machine can miss coordination heartbeats: say so, then try once more.
-        warnings.warn(
-            f"two-process run failed ({codes}), retrying; stderr tails: {[e[-1500:] for e in errs]}",
-            stacklevel=2,
-        )
-        workdir = str(tmp_path / "multi_retry")
-        codes, errs = launch_two_processes(workdir)
+    codes, _, errs = helpers.run_two_processes(
+        "run_train.py",
+        *train_args(
+            workdir,
+            "--config.train.num_steps=4",
+            "--config.train.record_batches=False",
+            "--config.train.sample_every=4",
+        ),
+        env=helpers.command_env(devices=2),
+        output=workdir,
+    )
     for code, err in zip(codes, errs, strict=True):
         assert code == 0, err[-3000:]
     assert "4 devices, 2 process(es)" in errs[0]

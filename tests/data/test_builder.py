@@ -1,7 +1,9 @@
-"""The GRID samples through the TFDS builder: counts, lengths, landmarks and mouth boxes."""
+"""The TFDS builder: the GRID samples (counts, lengths, landmarks, mouth boxes) and bad inputs,
+each in the skip report with its reason while the build goes on."""
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -9,37 +11,22 @@ import tensorflow_datasets as tfds
 
 from dheads_jax.data import audio, builder, process, reader
 from dheads_jax.mouth import mouth_box
+from tests import helpers
+from tests.bad_inputs import EXPECTED_REASONS, write_bad_inputs
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GRID_DIR = os.path.join(ROOT, "data", "samples", "grid")
-GRID_SIZE = 128
+GRID_SIZE = helpers.GRID_SIZE  # the grid_dataset fixture's resolution
 GRID_MEL = audio.MelParams(num_mels=8, subframes=1)  # D = 8, the test config's audio_dim
-_BUILT = {}
 
 
-def build_grid_dataset(base_dir) -> str:
-    """Prepares the 11 GRID clips once per test session (2 workers); returns the output dir."""
-    out = os.path.join(str(base_dir), "grid_dataset")
-    if out not in _BUILT:
-        settings = process.PrepareSettings(image_size=GRID_SIZE, mel=GRID_MEL)
-        _BUILT[out] = builder.prepare_dataset(GRID_DIR, out, settings=settings, num_workers=2)
-    return out
+@pytest.fixture(scope="module")
+def grid_clips(grid_dataset):
+    return reader.load_clips(grid_dataset)
 
 
-@pytest.fixture(scope="session")
-def grid_dir(tmp_path_factory):
-    return build_grid_dataset(tmp_path_factory.getbasetemp())
-
-
-@pytest.fixture(scope="session")
-def grid_clips(grid_dir):
-    return reader.load_clips(grid_dir)
-
-
-def test_eleven_clips_of_75_frames_and_75_embeddings(grid_dir, grid_clips):
+def test_eleven_clips_of_75_frames_and_75_embeddings(grid_dataset, grid_clips):
     assert len(grid_clips) == 11
     assert sorted(c.clip_id for c in grid_clips) == sorted(
-        os.path.splitext(f)[0] for f in os.listdir(GRID_DIR) if f.endswith(".mpg")
+        os.path.splitext(f)[0] for f in os.listdir(helpers.GRID_DIR) if f.endswith(".mpg")
     )
     for clip in grid_clips:
         assert clip.frames.shape == (75, GRID_SIZE, GRID_SIZE, 3) and clip.frames.dtype == np.uint8
@@ -53,12 +40,12 @@ def test_eleven_clips_of_75_frames_and_75_embeddings(grid_dir, grid_clips):
         np.testing.assert_array_equal(
             clip.mouth_boxes, [mouth_box(lm, GRID_SIZE, 5) for lm in clip.landmarks]
         )
-    report = json.load(open(os.path.join(grid_dir, builder.REPORT_NAME)))
+    report = json.load(open(os.path.join(grid_dataset, builder.REPORT_NAME)))
     assert report["written"] == {"train": 11} and report["skipped"] == []
 
 
-def test_tfds_layout_and_metadata(grid_dir):
-    data_dir = reader.resolve_dataset_dir(grid_dir)
+def test_tfds_layout_and_metadata(grid_dataset):
+    data_dir = reader.resolve_dataset_dir(grid_dataset)
     assert data_dir.endswith(os.path.join("talking_faces", "1.0.0"))
     b = tfds.builder_from_directory(data_dir)
     assert b.info.splits["train"].num_examples == 11
@@ -68,7 +55,7 @@ def test_tfds_layout_and_metadata(grid_dir):
     assert meta["audio_encoder"] == dict(
         name="mel", dim=8, params=dict(num_mels=8, subframes=1, fmin=0.0, fmax=8000.0)
     )
-    assert not [f for f in os.listdir(grid_dir) if f.startswith(".spool")]
+    assert not [f for f in os.listdir(grid_dataset) if f.startswith(".spool")]
 
 
 def test_mouth_box_lies_in_the_lower_face_and_is_tighter(grid_clips):
@@ -103,7 +90,7 @@ def test_align_image_matches_the_clip_alignment(grid_clips):
     from dheads_jax import media
     from dheads_jax.data import align
 
-    frames, _ = media.read_video(os.path.join(GRID_DIR, "swwp2s.mpg"))
+    frames, _ = media.read_video(os.path.join(helpers.GRID_DIR, "swwp2s.mpg"))
     aligned, landmarks = align.align_face(frames[40], GRID_SIZE)
     assert aligned.shape == (GRID_SIZE, GRID_SIZE, 3) and aligned.dtype == np.uint8
     np.testing.assert_array_equal(align.align_image(frames[40], GRID_SIZE), aligned)
@@ -114,3 +101,60 @@ def test_align_image_matches_the_clip_alignment(grid_clips):
     assert np.abs(aligned.astype(float) - clip.frames[40]).mean() < 12.0
     with pytest.raises(align.NoFaceError, match="no face"):
         align.align_image(np.full((200, 200, 3), 128, np.uint8), GRID_SIZE)
+
+
+SETTINGS = process.PrepareSettings(image_size=32, mel=process.audio.MelParams(num_mels=8, subframes=1))
+
+
+@pytest.fixture(scope="module")
+def bad_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad")
+    videos, audio_dir = root / "videos", root / "audio"
+    write_bad_inputs(videos, audio_dir)
+    out = root / "out"
+    result = builder.prepare_dataset(str(videos), str(out), audio_dir=str(audio_dir), settings=SETTINGS)
+    return root, result
+
+
+def test_every_bad_input_is_reported_with_its_reason(bad_folder):
+    root, result = bad_folder
+    reasons = {s.clip: s.reason for s in result.skipped}
+    assert reasons == EXPECTED_REASONS
+    messages = {s.clip: s.message for s in result.skipped}
+    assert "frame 4 of 10" in messages["partface.mp4"]
+    assert "frame 0 of 10" in messages["noface.mp4"]
+    assert re.match(r"audio lasts 1\.0\d s, video 0\.40 s", messages["mismatch.mp4"])  # AAC pads a little
+    # The build went on: the two good clips were written, the report lists every skip.
+    assert result.written == {"train": 2}
+    report = json.load(open(result.report_path))
+    assert report["num_skipped"] == 8
+    assert {s["clip"]: s["reason"] for s in report["skipped"]} == reasons
+    from dheads_jax.data import reader
+
+    clips = reader.load_clips(result.dataset_dir)
+    assert [(c.clip_id, c.speaker_id, len(c.frames), len(c.audio)) for c in clips] == [
+        ("s1/good", "s1", 10, 10),
+        ("s1/good_inline", "s1", 10, 10),
+    ]
+    # Parallel .wav and in-container AAC give nearly the same embeddings.
+    assert np.abs(clips[0].audio - clips[1].audio).mean() < 0.25
+
+
+def test_nothing_written_gives_no_dataset_and_a_report(tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "broken.mp4").write_bytes(b"not a video at all")
+    result = builder.prepare_dataset(str(videos), str(tmp_path / "out"), settings=SETTINGS)
+    assert result.dataset_dir is None and result.written == {}
+    assert [(s.clip, s.reason) for s in result.skipped] == [("broken.mp4", "corrupt")]
+    assert json.load(open(result.report_path))["num_skipped"] == 1
+
+
+@pytest.mark.slow
+def test_prepare_command_exit_codes(tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "broken.mp4").write_bytes(b"junk")
+    run = helpers.run_command("data/prepare.py", f"--videos_dir={videos}", f"--output_dir={tmp_path / 'out'}")
+    assert run.returncode == 1
+    assert "skipped broken.mp4" in run.stderr and "corrupt" in run.stderr

@@ -11,8 +11,7 @@ from benchmarks import accelerator
 from configs import test as test_config
 from dheads_jax import describe
 from dheads_jax.models import factory
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import helpers
 
 
 def test_flops_are_xlas_cost_analysis_of_the_same_function():
@@ -42,8 +41,8 @@ def test_the_benchmark_prints_and_writes_its_table(tmp_path):
             "--notorch",
             f"--output={out}",
         ],
-        cwd=ROOT,
-        env=dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu"),
+        cwd=helpers.ROOT,
+        env=dict(os.environ, XLA_FLAGS=helpers.xla_flags(None), JAX_PLATFORMS="cpu"),
         capture_output=True,
         text=True,
         timeout=600,
@@ -51,7 +50,8 @@ def test_the_benchmark_prints_and_writes_its_table(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = out.read_text()
     kinds = [line.split("|")[0].strip() for line in table.splitlines() if "|" in line]
-    assert kinds == ["peak", "train", "train", "sample", "sample", "video", "video"]
+    assert kinds == ["kind", "peak", "train", "train", "sample", "sample", "video", "video"]
+    assert "MFU (% of peak)" in table and "compile s" in table  # the header names the columns
     assert "0 new compilation(s)" in table and "ms/step" in table and "% |" in table
 
 
@@ -67,5 +67,7 @@ class Blocker(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, Blocker())
 import benchmarks.accelerator
 """
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=helpers.ROOT, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -1,4 +1,4 @@
-"""Tests of the sampler: scan against a Python loop, the frame-conditioning rules, determinism."""
+"""The video sampler: scan equals loop, seeds, devices, compilation, and golden frames."""
 
 import jax
 import jax.numpy as jnp
@@ -8,9 +8,9 @@ from jax.sharding import AxisType
 
 from configs import test as test_config
 from dheads_jax import sampling
-from dheads_jax.diffusion import build_schedule
 from dheads_jax.models.factory import build_unet, dummy_inputs
 from dheads_jax.sampling import SamplingOptions, VideoBatch
+from tests import helpers
 from tests.helpers import random_params
 from tests.reference_sampler import sample_frame_reference
 
@@ -136,97 +136,6 @@ def test_network_receives_original_timesteps(setup):
     assert all((t == t[0]).all() for t in seen)
 
 
-def test_audio_window_indices_follow_the_clamped_rule():
-    ids = lambda k, n: np.asarray(sampling.audio_window_indices(k, n, 2)).tolist()
-    # First frames: the first embedding repeats.
-    assert ids(0, 10) == [0, 0, 0, 1, 2]
-    assert ids(1, 10) == [0, 0, 1, 2, 3]
-    assert ids(2, 10) == [0, 1, 2, 3, 4]
-    # Middle.
-    assert ids(5, 10) == [3, 4, 5, 6, 7]
-    # End: the last embedding repeats.
-    assert ids(8, 10) == [6, 7, 8, 9, 9]
-    assert ids(9, 10) == [7, 8, 9, 9, 9]
-    # Clips shorter than the window.
-    assert ids(0, 1) == [0, 0, 0, 0, 0]
-    assert ids(1, 2) == [0, 0, 1, 1, 1]
-    # Per-video lengths.
-    assert ids(3, np.array([10, 4])) == [[1, 2, 3, 4, 5], [1, 2, 3, 3, 3]]
-    assert np.asarray(sampling.audio_window_indices(4, 20, 1)).tolist() == [3, 4, 5]
-
-
-def test_audio_window_indices_match_the_official_rolling_list():
-    # The official sampler keeps a list and rolls it after each frame.
-    for n in (3, 4, 9):
-        audio_ids = [0, 0] + [0, 1, 2]
-        for k in range(n):
-            expected = [min(i, n - 1) for i in audio_ids]
-            assert np.asarray(sampling.audio_window_indices(k, n, 2)).tolist() == expected
-            audio_ids = audio_ids[1:] + [min(k + 3, n - 1)]
-
-
-def test_audio_window_gathers_embeddings():
-    audio = np.arange(2 * 6 * 1, dtype=np.float32).reshape(2, 6, 1)
-    window = sampling.audio_window(jnp.asarray(audio), 5, jnp.array([6, 3]), 2)
-    assert np.asarray(window)[..., 0].tolist() == [[3, 4, 5, 5, 5], [8, 8, 8, 8, 8]]
-
-
-def _buffer_labels(identity_value, frame_values, every, num_frames, m_x=2):
-    """Motion buffer used for each frame, as labels ('id' or the frame index)."""
-    identity = np.full((1, 2, 2, 3), identity_value, np.float32)
-    motion = sampling.init_motion_buffer(identity, m_x, grayscale=False)
-    labels = []
-    for k in range(num_frames):
-        motion = sampling.stabilize_motion_buffer(motion, identity, k, every, grayscale=False)
-        values = np.asarray(motion)[0, :, 0, 0, 0]
-        labels.append(["id" if v == identity_value else frame_values.index(v) for v in values])
-        frame = np.full((1, 2, 2, 3), frame_values[k], np.float32)
-        motion = sampling.push_motion_frame(motion, frame, grayscale=False)
-    return labels
-
-
-def test_motion_buffer_follows_spec_without_stabilize():
-    values = [0.1 * (k + 1) for k in range(8)]
-    values = [float(np.float32(v)) for v in values]
-    labels = _buffer_labels(-1.0, values, every=0, num_frames=8)
-    assert labels == [
-        ["id", "id"],
-        ["id", 0],
-        [0, 1],
-        [1, 2],
-        [2, 3],
-        [3, 4],
-        [4, 5],
-        [5, 6],
-    ]
-
-
-def test_motion_buffer_follows_spec_with_stabilize_every_3():
-    values = [float(np.float32(0.1 * (k + 1))) for k in range(8)]
-    labels = _buffer_labels(-1.0, values, every=3, num_frames=8)
-    assert labels == [
-        ["id", "id"],
-        ["id", 0],
-        [0, 1],
-        ["id", 2],  # k = 3: oldest slot replaced by x_Id
-        [2, 3],
-        [3, 4],
-        ["id", 5],  # k = 6
-        [5, 6],
-    ]
-
-
-def test_motion_buffer_grayscale_and_three_frames():
-    identity = np.zeros((1, 2, 2, 3), np.float32)
-    identity[..., 0] = 1.0  # pure red
-    motion = sampling.init_motion_buffer(identity, 3, grayscale=True)
-    assert motion.shape == (1, 3, 2, 2, 1)
-    np.testing.assert_allclose(np.asarray(motion), 0.2989, rtol=1e-6)
-    frame = np.full((1, 2, 2, 3), 0.5, np.float32)
-    motion = sampling.push_motion_frame(motion, frame, grayscale=True)
-    np.testing.assert_allclose(np.asarray(motion)[0, :, 0, 0, 0], [0.2989, 0.2989, 0.5 * 0.9999], rtol=1e-6)
-
-
 def manual_video(setup, identity, audio, key, lengths, video_ids, every, previous, shared_noise=False):
     """sample_videos rebuilt from the reference chain and the pure frame rules.
 
@@ -290,27 +199,6 @@ def test_shared_noise_draws_every_frame_from_frame_zeros_key(setup):
     fresh = run()
     np.testing.assert_allclose(shared[:, 0], fresh[:, 0], atol=1e-6)
     assert float(np.abs(shared[:, 1:] - fresh[:, 1:]).max()) > 0.05
-
-
-def test_sampling_options_read_the_ours_options():
-    config = test_config.get_config()
-    assert SamplingOptions.from_config(config).shared_noise is False
-    assert SamplingOptions.from_config(config).audio_guidance == 1.0
-    assert SamplingOptions.from_config(config).null_audio is None
-    config.sampling.shared_noise = True
-    config.sampling.audio_guidance = 4.0
-    opts = SamplingOptions.from_config(config)
-    assert opts.shared_noise is True and opts.audio_guidance == 4.0
-    # Guidance brings the silence embedding of the config's encoder along.
-    assert len(opts.null_audio) == config.data.audio_dim
-    # Overrides win over the config; None keeps the config's value.
-    opts = SamplingOptions.from_config(config, steps=3, sampler="ddim", audio_guidance=None, stabilize=True)
-    assert (opts.steps, opts.sampler, opts.audio_guidance, opts.stabilize_every) == (3, "ddim", 4.0, 15)
-    assert hash(opts) == hash(SamplingOptions.from_config(config, steps=3, sampler="ddim", stabilize=True))
-    with pytest.raises(ValueError, match="unknown sampling options"):
-        SamplingOptions.from_config(config, stepz=3)
-    with pytest.raises(ValueError, match="unknown sampler"):
-        SamplingOptions.from_config(config, sampler="euler")
 
 
 def test_same_seed_same_video_across_batch_and_devices(setup):
@@ -391,88 +279,6 @@ def test_video_batch_rejects_bad_lengths():
         VideoBatch.create(identity[:1], audio)
 
 
-@pytest.mark.parametrize("parametrization", ["eps", "v"])
-@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpmpp"])
-@pytest.mark.parametrize("steps", [25, 100])
-def test_a_perfect_denoiser_recovers_the_clean_frame(sampler, steps, parametrization):
-    """With eps_hat = (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t) on the ORIGINAL timestep, the
-    respaced chain must end at x0: this ties the respacing, the timesteps the network sees,
-    the posterior and the last (noise-free) step together. The "v" oracle returns
-    v = sqrt(abar) eps - sqrt(1 - abar) x0 instead, which the sampler must turn back into eps
-    with the respaced schedule's abar."""
-    full = build_schedule("cosine", 1000)
-    x0 = jnp.asarray(np.random.default_rng(3).uniform(-0.9, 0.9, (2, 8, 8, 3)), jnp.float32)
-
-    def oracle(params, x_t, t, identity, motion, audio):
-        abar = full.alphas_cumprod[t][:, None, None, None]
-        eps = (x_t - jnp.sqrt(abar) * x0) / jnp.sqrt(1 - abar)
-        pred = eps if parametrization == "eps" else jnp.sqrt(abar) * eps - jnp.sqrt(1 - abar) * x0
-        return jnp.concatenate([pred, jnp.zeros_like(eps)], -1)
-
-    keys = sampling.frame_keys(jax.random.key(0), jnp.arange(2), 0)
-    options = make_options(sampler=sampler, parametrization=parametrization, steps=steps)
-    out = sampling.sample_frame(
-        oracle, None, options.make_schedule(), keys, (x0, x0[:, None], jnp.zeros((2, 5, 4))), options
-    )
-    np.testing.assert_allclose(out, x0, atol=1e-4)
-
-
-@pytest.mark.parametrize("parametrization", ["eps", "v"])
-@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpmpp"])
-def test_a_perfect_denoiser_of_the_difference_from_the_identity_recovers_the_clean_frame(
-    sampler, parametrization
-):
-    """identity_relative: the network sees x_t - sqrt(abar_t) x_Id and predicts the difference
-    d = x0 - x_Id (eps = (x_in - sqrt(abar) d) / sqrt(1 - abar), v of d); the chain, in frame
-    space, must still end at x0. Without the shift the same network misses it."""
-    full = build_schedule("cosine", 1000)
-    rng = np.random.default_rng(4)
-    x0 = jnp.asarray(rng.uniform(-0.9, 0.9, (2, 8, 8, 3)), jnp.float32)
-    identity = jnp.asarray(rng.uniform(-0.9, 0.9, (2, 8, 8, 3)), jnp.float32)
-
-    def oracle(params, x_in, t, identity, motion, audio):
-        abar = full.alphas_cumprod[t][:, None, None, None]
-        diff = x0 - identity
-        eps = (x_in - jnp.sqrt(abar) * diff) / jnp.sqrt(1 - abar)
-        pred = eps if parametrization == "eps" else jnp.sqrt(abar) * eps - jnp.sqrt(1 - abar) * diff
-        return jnp.concatenate([pred, jnp.zeros_like(eps)], -1)
-
-    keys = sampling.frame_keys(jax.random.key(0), jnp.arange(2), 0)
-    condition = (identity, identity[:, None], jnp.zeros((2, 5, 4)))
-    for relative in (True, False):
-        options = make_options(sampler=sampler, parametrization=parametrization, steps=25)
-        options = options.replace(identity_relative=relative)
-        out = sampling.sample_frame(oracle, None, options.make_schedule(), keys, condition, options)
-        if relative:
-            np.testing.assert_allclose(out, x0, atol=1e-4)
-        else:
-            assert float(jnp.abs(out - x0).max()) > 0.1
-
-
-def test_audio_guidance_combines_the_two_passes_as_classifier_free_guidance():
-    """[ours] pred = pred(null) + g (pred(audio) - pred(null)); variance from the audio pass."""
-    calls = []
-
-    def toy(params, x_t, t, identity, motion, audio):
-        calls.append(x_t.shape[0])
-        a = audio.mean(axis=(1, 2))[:, None, None, None]
-        return jnp.concatenate([x_t * 0.5 + a, x_t * 0.0 + 2.0 * a], axis=-1)
-
-    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 4, 4, 3)), jnp.float32)
-    audio = jnp.asarray([[[1.0, 1.0]], [[3.0, 3.0]]])
-    null = jnp.asarray([-1.0, -1.0])
-    args = (None, x, jnp.array([5, 5]), x, x[:, None], audio)
-    plain = sampling.guided_output(toy, *args, null, 1.0)
-    assert calls == [2]  # scale 1: one pass, the official output
-    np.testing.assert_array_equal(plain, toy(*args))
-    calls.clear()
-    guided = sampling.guided_output(toy, *args, null, 4.0)
-    assert calls == [4]  # both passes in one batch
-    a = np.array([1.0, 3.0])[:, None, None, None]
-    np.testing.assert_allclose(guided[..., :3], x * 0.5 + (-1.0 + 4.0 * (a + 1.0)), rtol=1e-6)
-    np.testing.assert_allclose(guided[..., 3:], np.broadcast_to(2.0 * a, (2, 4, 4, 3)), rtol=1e-6)
-
-
 def test_audio_guidance_changes_a_video_only_through_the_audio(setup):
     config, model, params, schedule = setup
     apply_fn = sampling.UNetApply(model)
@@ -500,31 +306,40 @@ def test_audio_guidance_changes_a_video_only_through_the_audio(setup):
         run(audio, audio_guidance=2.0, null_audio=(0.0, 0.0, 0.0))
 
 
-def test_dpmpp_first_order_is_ddim_and_its_second_order_uses_the_previous_prediction():
-    """DPM-Solver++(2M): with D = x0_hat (the first step, or x0_prev equal to x0_hat) a step
-    is DDIM with eta 0; otherwise it extrapolates from the previous prediction."""
-    from dheads_jax.diffusion.gaussian import ddim_step, dpmpp_2m_step, p_mean_variance
+@pytest.fixture(scope="module")
+def golden_network():
+    """The golden inputs: random network (seed 3), two videos of 5 and 3 frames, key 7."""
+    config = test_config.get_config()
+    rng = np.random.default_rng(11)
+    identity = rng.uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
+    audio = rng.normal(size=(2, 5, 8)).astype(np.float32)
+    videos = VideoBatch.create(identity, audio, lengths=[5, 3], video_ids=[0, 4])
+    return config, sampling.UNetApply(build_unet(config)), random_params(config, seed=3), videos
 
-    schedule = build_schedule("cosine", 1000, 10)
-    rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.normal(size=(2, 4, 4, 3)), jnp.float32)
-    out = jnp.asarray(rng.normal(size=(2, 4, 4, 6)), jnp.float32)
-    other = jnp.asarray(rng.uniform(-1, 1, (2, 4, 4, 3)), jnp.float32)
-    for j in range(10):
-        t = jnp.full((2,), j, jnp.int32)
-        x0 = p_mean_variance(schedule, out, x, t)["pred_xstart"]
-        ddim, _ = ddim_step(schedule, out, x, t, jnp.zeros_like(x), eta=0.0)
-        first, pred = dpmpp_2m_step(schedule, out, x, t, x0)
-        np.testing.assert_array_equal(pred, x0)
-        np.testing.assert_allclose(first, ddim, atol=2e-5, rtol=1e-5)
-        second, _ = dpmpp_2m_step(schedule, out, x, t, other)
-        if j == 9:  # the chain's first step has no previous prediction: first order
-            np.testing.assert_allclose(second, ddim, atol=2e-5, rtol=1e-5)
-        elif j == 0:  # the last step returns the clamped x0_hat
-            np.testing.assert_array_equal(second, x0)
-        else:
-            assert float(jnp.abs(second - ddim).max()) > 1e-3
-            assert bool(jnp.all(jnp.isfinite(second)))
-    with pytest.raises(ValueError, match="unknown sampler"):
-        make_options(sampler="dpm")
-    assert make_options(sampler="dpmpp").sampler == "dpmpp"
+
+def test_official_sampler_frames_match_the_golden_frames(golden_network):
+    """The frames of the first sampler (before the inference redesign), within XLA's rounding."""
+    config, apply_fn, params, videos = golden_network
+    options = SamplingOptions.from_config(config, steps=6)
+    assert (options.sampler, options.audio_guidance, options.shared_noise) == ("ddpm", 1.0, False)
+    frames = sampling.sample_videos(apply_fn, params, options, videos, jax.random.key(7))
+    assert frames.dtype == np.float32 and frames.shape == (2, 5, 32, 32, 3)
+    helpers.assert_matches_golden("official_frames", frames)
+
+
+def test_demo_sampler_frames_match_the_golden_frames(golden_network):
+    """v prediction, DDIM, audio guidance, shared noise and stabilize: the demo's sampler."""
+    config, apply_fn, params, videos = golden_network
+    config = config.copy_and_resolve_references()
+    config.diffusion.parametrization = "v"
+    options = SamplingOptions.from_config(
+        config,
+        steps=4,
+        sampler="ddim",
+        audio_guidance=5.0,
+        shared_noise=True,
+        stabilize=True,
+        stabilize_every=2,
+    )
+    frames = sampling.sample_videos(apply_fn, params, options, videos, jax.random.key(7))
+    helpers.assert_matches_golden("demo_frames", frames)

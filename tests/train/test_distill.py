@@ -2,8 +2,6 @@
 
 import os
 import signal
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -20,9 +18,7 @@ from dheads_jax.sampling import SamplingOptions
 from dheads_jax.train import distill
 from tests import helpers
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TEACHER = os.path.join(ROOT, "tests", "data", "export_v1")  # 4 DDIM steps, audio guidance 5, v
-GRID = os.path.join(ROOT, "data", "samples", "grid")
+TEACHER = helpers.OLD_EXPORT  # 4 DDIM steps, audio guidance 5, v
 T = 1000
 
 
@@ -225,6 +221,7 @@ def test_an_unknown_lr_schedule_is_refused():
         distill.distill_optimizer(teacher_run_config(lr_schedule="cosine"))
 
 
+@pytest.mark.slow
 def test_a_round_lowers_the_distance_to_the_two_step_target():
     config = teacher_run_config(student_steps=2, lr=5e-4)
     _, params, _ = export.load_export(TEACHER)
@@ -319,6 +316,7 @@ def checkpoint_params(workdir):
     return step, jax.device_get(arrays), json_items["data"]
 
 
+@pytest.mark.slow
 def test_sigterm_and_rerun_continue_exactly(reference_run, tmp_path):
     workdir = tmp_path / "interrupted"
     run_distill_in_process(workdir, stop_at=1)
@@ -356,20 +354,13 @@ def test_the_student_export_samples_through_run_sample(reference_run, tmp_path):
     assert options.timesteps == (T - 1,) and options.null_audio is None  # one network pass per step
 
     out = tmp_path / "student.npy"
-    audio = os.path.join(GRID, "swwp2s.mpg")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "run_sample.py",
-            f"--export={path}",
-            f"--id_image={os.path.join(GRID, 'bbaf2n.mpg')}",
-            f"--audio={audio}",
-            f"--output={out}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    audio = os.path.join(helpers.GRID_DIR, "swwp2s.mpg")
+    proc = helpers.run_command(
+        "run_sample.py",
+        f"--export={path}",
+        f"--id_image={os.path.join(helpers.GRID_DIR, 'bbaf2n.mpg')}",
+        f"--audio={audio}",
+        f"--output={out}",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     frames = np.load(out)

@@ -7,11 +7,12 @@ import os
 import numpy as np
 import pytest
 
+pytest.importorskip("apache_beam", reason="the beam extra is not installed (pip install -e '.[beam]')")
+
 from dheads_jax.data import beam_build, builder, process, reader
+from tests import helpers
 from tests.bad_inputs import EXPECTED_REASONS, write_bad_inputs
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GRID_DIR = os.path.join(ROOT, "data", "samples", "grid")
 # Sparse detection (k = 10) halves the cost of the 21 files; both engines use the same settings.
 SETTINGS = process.PrepareSettings(
     image_size=32, mel=process.audio.MelParams(num_mels=8, subframes=1), detect_every=10
@@ -27,15 +28,16 @@ def both_builds(tmp_path_factory):
     videos, audio_dir = root / "videos", root / "audio"
     write_bad_inputs(videos, audio_dir)
     (videos / "grid").mkdir()
-    for name in sorted(os.listdir(GRID_DIR)):
+    for name in sorted(os.listdir(helpers.GRID_DIR)):
         if name.endswith(".mpg"):
-            os.symlink(os.path.join(GRID_DIR, name), videos / "grid" / name)
+            os.symlink(os.path.join(helpers.GRID_DIR, name), videos / "grid" / name)
     common = dict(audio_dir=str(audio_dir), settings=SETTINGS)
     local = builder.prepare_dataset(str(videos), str(root / "local"), num_workers=2, **common)
     beam = builder.prepare_dataset(str(videos), str(root / "beam"), beam_options=BEAM_OPTIONS, **common)
     return local, beam
 
 
+@pytest.mark.slow
 def test_beam_build_equals_the_local_build(both_builds):
     local, beam = both_builds
     assert local.written == beam.written == {"train": 13}
@@ -66,6 +68,7 @@ def test_beam_build_equals_the_local_build(both_builds):
     ]
 
 
+@pytest.mark.slow
 def test_beam_counters_count_every_processed_clip(both_builds):
     _, beam = both_builds
     # not_video files never reach the pipeline: the folder listing rejects them.
@@ -85,7 +88,7 @@ def test_pipeline_options_in_tfds_syntax():
 def test_a_split_whose_clips_are_all_bad_is_left_out(tmp_path):
     videos = tmp_path / "videos"
     videos.mkdir()
-    os.symlink(os.path.join(GRID_DIR, "bbaf2n.mpg"), videos / "good.mpg")
+    os.symlink(os.path.join(helpers.GRID_DIR, "bbaf2n.mpg"), videos / "good.mpg")
     (videos / "broken.mp4").write_bytes(b"not a video at all")
     (tmp_path / "train.txt").write_text("good.mpg\n")
     (tmp_path / "val.txt").write_text("broken.mp4\n")
@@ -104,17 +107,12 @@ def test_a_split_whose_clips_are_all_bad_is_left_out(tmp_path):
 
 @pytest.mark.slow
 def test_prepare_command_refuses_bad_beam_options_in_one_line(tmp_path):
-    import subprocess
-    import sys
-
-    cmd = [
-        sys.executable,
-        os.path.join(ROOT, "data", "prepare.py"),
-        f"--videos_dir={GRID_DIR}",
+    run = helpers.run_command(
+        "data/prepare.py",
+        f"--videos_dir={helpers.GRID_DIR}",
         f"--output_dir={tmp_path / 'out'}",
         "--beam_pipeline_options=runner DirectRunner",
-    ]
-    run = subprocess.run(cmd, capture_output=True, text=True)
+    )
     assert run.returncode == 1
     assert run.stderr.strip().splitlines()[-1] == (
         "prepare: bad Beam pipeline option 'runner DirectRunner': expected KEY=VALUE, e.g. runner=DirectRunner"

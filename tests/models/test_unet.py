@@ -100,7 +100,7 @@ def test_conditioning_reaches_the_output_after_training_steps():
 def test_motion_frames_enter_in_oldest_first_channel_order():
     config = helpers.tiny_config()
     model = factory.build_unet(config)
-    params = helpers.perturbed(helpers.init_params(model, config))
+    params = helpers.random_params(config)
     batch = helpers.random_batch(config, 1)
     out = helpers.apply(model, params, batch, [10])
     # Putting the motion frames into the channel slots by hand must give the same output.
@@ -138,7 +138,7 @@ def test_bf16_compute_keeps_float32_params_and_close_outputs():
     config = helpers.tiny_config()
     f32 = factory.build_unet(config)
     bf16 = factory.build_unet(config, dtype="bfloat16")
-    params = helpers.perturbed(helpers.init_params(bf16, config))
+    params = helpers.random_params(config)
     assert {x.dtype for x in jax.tree.leaves(params)} == {jnp.dtype("float32")}
     batch = helpers.random_batch(config, 2)
     ref = np.asarray(helpers.apply(f32, params, batch, [100, 700]))
@@ -156,7 +156,7 @@ def test_motion_mask_hides_exactly_its_box_of_the_motion_frames():
     model = factory.build_unet(config)
     plain = factory.build_unet(helpers.tiny_config())
     # The mask adds no parameters, so an unmasked model's parameters fit.
-    params = helpers.perturbed(helpers.init_params(plain, helpers.tiny_config()))
+    params = helpers.random_params(helpers.tiny_config())
     batch = helpers.random_batch(config, 1)
     masked = unet.mask_motion(jnp.asarray(batch["motion"]), config.model.motion_mask)
     inside = np.zeros((32, 32), bool)
@@ -206,7 +206,7 @@ def test_zero_init_audio_starts_every_audio_scale_shift_layer_at_zero():
 
 def _params_and_batch():
     config = helpers.tiny_config()
-    params = helpers.perturbed(helpers.init_params(factory.build_unet(config), config))
+    params = helpers.random_params(config)
     return config, params, helpers.random_batch(config, 3, seed=4)
 
 

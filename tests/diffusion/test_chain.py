@@ -1,0 +1,128 @@
+"""The reverse chain of one frame: a perfect denoiser, audio guidance, DPM-Solver++."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import test as test_config
+from dheads_jax import sampling
+from dheads_jax.diffusion import build_schedule
+from dheads_jax.sampling import SamplingOptions
+
+
+def make_options(**changes) -> SamplingOptions:
+    """The test config's sampling options with ``changes``."""
+    return SamplingOptions.from_config(test_config.get_config()).replace(**changes)
+
+
+@pytest.mark.parametrize("parametrization", ["eps", "v"])
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpmpp"])
+@pytest.mark.parametrize("steps", [25, 100])
+def test_a_perfect_denoiser_recovers_the_clean_frame(sampler, steps, parametrization):
+    """With eps_hat = (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t) on the ORIGINAL timestep, the
+    respaced chain must end at x0: this ties the respacing, the timesteps the network sees,
+    the posterior and the last (noise-free) step together. The "v" oracle returns
+    v = sqrt(abar) eps - sqrt(1 - abar) x0 instead, which the sampler must turn back into eps
+    with the respaced schedule's abar."""
+    full = build_schedule("cosine", 1000)
+    x0 = jnp.asarray(np.random.default_rng(3).uniform(-0.9, 0.9, (2, 8, 8, 3)), jnp.float32)
+
+    def oracle(params, x_t, t, identity, motion, audio):
+        abar = full.alphas_cumprod[t][:, None, None, None]
+        eps = (x_t - jnp.sqrt(abar) * x0) / jnp.sqrt(1 - abar)
+        pred = eps if parametrization == "eps" else jnp.sqrt(abar) * eps - jnp.sqrt(1 - abar) * x0
+        return jnp.concatenate([pred, jnp.zeros_like(eps)], -1)
+
+    keys = sampling.frame_keys(jax.random.key(0), jnp.arange(2), 0)
+    options = make_options(sampler=sampler, parametrization=parametrization, steps=steps)
+    out = sampling.sample_frame(
+        oracle, None, options.make_schedule(), keys, (x0, x0[:, None], jnp.zeros((2, 5, 4))), options
+    )
+    np.testing.assert_allclose(out, x0, atol=1e-4)
+
+
+@pytest.mark.parametrize("parametrization", ["eps", "v"])
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpmpp"])
+def test_a_perfect_denoiser_of_the_difference_from_the_identity_recovers_the_clean_frame(
+    sampler, parametrization
+):
+    """identity_relative: the network sees x_t - sqrt(abar_t) x_Id and predicts the difference
+    d = x0 - x_Id (eps = (x_in - sqrt(abar) d) / sqrt(1 - abar), v of d); the chain, in frame
+    space, must still end at x0. Without the shift the same network misses it."""
+    full = build_schedule("cosine", 1000)
+    rng = np.random.default_rng(4)
+    x0 = jnp.asarray(rng.uniform(-0.9, 0.9, (2, 8, 8, 3)), jnp.float32)
+    identity = jnp.asarray(rng.uniform(-0.9, 0.9, (2, 8, 8, 3)), jnp.float32)
+
+    def oracle(params, x_in, t, identity, motion, audio):
+        abar = full.alphas_cumprod[t][:, None, None, None]
+        diff = x0 - identity
+        eps = (x_in - jnp.sqrt(abar) * diff) / jnp.sqrt(1 - abar)
+        pred = eps if parametrization == "eps" else jnp.sqrt(abar) * eps - jnp.sqrt(1 - abar) * diff
+        return jnp.concatenate([pred, jnp.zeros_like(eps)], -1)
+
+    keys = sampling.frame_keys(jax.random.key(0), jnp.arange(2), 0)
+    condition = (identity, identity[:, None], jnp.zeros((2, 5, 4)))
+    for relative in (True, False):
+        options = make_options(sampler=sampler, parametrization=parametrization, steps=25)
+        options = options.replace(identity_relative=relative)
+        out = sampling.sample_frame(oracle, None, options.make_schedule(), keys, condition, options)
+        if relative:
+            np.testing.assert_allclose(out, x0, atol=1e-4)
+        else:
+            assert float(jnp.abs(out - x0).max()) > 0.1
+
+
+def test_audio_guidance_combines_the_two_passes_as_classifier_free_guidance():
+    """[ours] pred = pred(null) + g (pred(audio) - pred(null)); variance from the audio pass."""
+    calls = []
+
+    def toy(params, x_t, t, identity, motion, audio):
+        calls.append(x_t.shape[0])
+        a = audio.mean(axis=(1, 2))[:, None, None, None]
+        return jnp.concatenate([x_t * 0.5 + a, x_t * 0.0 + 2.0 * a], axis=-1)
+
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 4, 4, 3)), jnp.float32)
+    audio = jnp.asarray([[[1.0, 1.0]], [[3.0, 3.0]]])
+    null = jnp.asarray([-1.0, -1.0])
+    args = (None, x, jnp.array([5, 5]), x, x[:, None], audio)
+    plain = sampling.guided_output(toy, *args, null, 1.0)
+    assert calls == [2]  # scale 1: one pass, the official output
+    np.testing.assert_array_equal(plain, toy(*args))
+    calls.clear()
+    guided = sampling.guided_output(toy, *args, null, 4.0)
+    assert calls == [4]  # both passes in one batch
+    a = np.array([1.0, 3.0])[:, None, None, None]
+    np.testing.assert_allclose(guided[..., :3], x * 0.5 + (-1.0 + 4.0 * (a + 1.0)), rtol=1e-6)
+    np.testing.assert_allclose(guided[..., 3:], np.broadcast_to(2.0 * a, (2, 4, 4, 3)), rtol=1e-6)
+
+
+def test_dpmpp_first_order_is_ddim_and_its_second_order_uses_the_previous_prediction():
+    """DPM-Solver++(2M): with D = x0_hat (the first step, or x0_prev equal to x0_hat) a step
+    is DDIM with eta 0; otherwise it extrapolates from the previous prediction."""
+    from dheads_jax.diffusion.gaussian import ddim_step, dpmpp_2m_step, p_mean_variance
+
+    schedule = build_schedule("cosine", 1000, 10)
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(2, 4, 4, 3)), jnp.float32)
+    out = jnp.asarray(rng.normal(size=(2, 4, 4, 6)), jnp.float32)
+    other = jnp.asarray(rng.uniform(-1, 1, (2, 4, 4, 3)), jnp.float32)
+    for j in range(10):
+        t = jnp.full((2,), j, jnp.int32)
+        x0 = p_mean_variance(schedule, out, x, t)["pred_xstart"]
+        ddim, _ = ddim_step(schedule, out, x, t, jnp.zeros_like(x), eta=0.0)
+        first, pred = dpmpp_2m_step(schedule, out, x, t, x0)
+        np.testing.assert_array_equal(pred, x0)
+        np.testing.assert_allclose(first, ddim, atol=2e-5, rtol=1e-5)
+        second, _ = dpmpp_2m_step(schedule, out, x, t, other)
+        if j == 9:  # the chain's first step has no previous prediction: first order
+            np.testing.assert_allclose(second, ddim, atol=2e-5, rtol=1e-5)
+        elif j == 0:  # the last step returns the clamped x0_hat
+            np.testing.assert_array_equal(second, x0)
+        else:
+            assert float(jnp.abs(second - ddim).max()) > 1e-3
+            assert bool(jnp.all(jnp.isfinite(second)))
+    with pytest.raises(ValueError, match="unknown sampler"):
+        make_options(sampler="dpm")
+    assert make_options(sampler="dpmpp").sampler == "dpmpp"
