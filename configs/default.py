@@ -31,6 +31,13 @@ def get_config():
     # (the official code's behaviour, a bug kept for reproduction).
     config.data.lip_box_source = "target"
     config.data.lip_box_margin = 5
+    # Which clips an epoch's examples come from (dheads_jax/data/plan.py): 0 (official) takes
+    # every clip once; s > 0 draws clips with probability ~ (clips of their speaker) ** -s
+    # [ours], so 1 shows every speaker equally often and 0.5 lies between.
+    config.data.speaker_balance = 0.0
+    # Shards read (and shuffled) together: the shuffle window of an epoch; the tf.data
+    # pipeline holds their serialized clips in memory.
+    config.data.shuffle_shards = 4
 
     # Model (docs/method.md, section 2). Input channels follow from the data fields.
     config.model = ml_collections.ConfigDict()

@@ -19,12 +19,15 @@ from absl import app, flags, logging
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from dheads_jax.data import audio, builder, process, sources  # noqa: E402
+from dheads_jax.data import arrays, audio, builder, process, sources  # noqa: E402
 from dheads_jax.progress import quiet_library_logs  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
-    "videos_dir", None, "Folder of clips (.mp4, .mpg, .avi, .mov, ...); local or gs://.", required=True
+    "videos_dir",
+    None,
+    "Folder of clips (.mp4, .mpg, .avi, .mov, ...); local or gs://. Without it, "
+    "--arrays_dir exports the dataset already in --output_dir.",
 )
 flags.DEFINE_string("output_dir", None, "Where the dataset and the report go.", required=True)
 flags.DEFINE_string("audio_dir", None, "Optional parallel folder of .wav/.mp3/.flac files.")
@@ -67,6 +70,9 @@ flags.DEFINE_string(
 flags.DEFINE_string("speaker_pattern", None, r"Regex for the speaker id, e.g. '^(\d{4})_' for CREMA-D.")
 flags.DEFINE_enum("image_format", "png", ["png", "jpeg"], "Encoding of the stored frames.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing dataset in output_dir.")
+flags.DEFINE_string(
+    "arrays_dir", None, "Also write the dataset as numpy arrays here, for training without TensorFlow."
+)
 
 
 def summary_line(result: builder.PrepareResult) -> str:
@@ -96,12 +102,20 @@ def main(argv: Sequence[str]) -> int:
         image_format=FLAGS.image_format,
         detect_every=FLAGS.detect_every,
     )
+    if FLAGS.videos_dir is None and FLAGS.arrays_dir is None:
+        sys.exit("prepare: give --videos_dir (and --arrays_dir to export arrays too), or --arrays_dir alone")
     try:
-        result = prepare(settings)
-    except (ValueError, FileExistsError, OSError, ImportError) as e:
+        if FLAGS.videos_dir is not None:
+            result = prepare(settings)
+            logging.info("%s", summary_line(result))
+            if not sum(result.written.values()):
+                return 1
+        if FLAGS.arrays_dir:
+            arrays.export_arrays(FLAGS.output_dir, FLAGS.arrays_dir)
+            logging.info("wrote the arrays of %s to %s", FLAGS.output_dir, FLAGS.arrays_dir)
+    except (ValueError, FileExistsError, FileNotFoundError, OSError, ImportError) as e:
         sys.exit(f"prepare: {e}")
-    logging.info("%s", summary_line(result))
-    return 0 if sum(result.written.values()) else 1
+    return 0
 
 
 def prepare(settings: process.PrepareSettings) -> builder.PrepareResult:

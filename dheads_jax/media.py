@@ -25,11 +25,18 @@ import os
 import shutil
 from fractions import Fraction
 
-import av
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from dheads_jax import files, imaging
+
+
+def _av():
+    """PyAV, imported on first use: this module's constants and error types are needed where
+    no decoder is installed (training from arrays on an accelerator image)."""
+    import av
+
+    return av
+
 
 FPS = 25
 SAMPLE_RATE = 16000
@@ -67,9 +74,9 @@ class MediaError(ValueError):
 def _open(path: str):
     try:
         if files.is_remote(path):  # gs:// and the like: read whole through TensorFlow's gfile
-            return av.open(io.BytesIO(files.read_bytes(path)))
-        return av.open(files.local(path))
-    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
+            return _av().open(io.BytesIO(files.read_bytes(path)))
+        return _av().open(files.local(path))
+    except (_av().error.FFmpegError, OSError, UnicodeDecodeError) as e:
         raise MediaError("corrupt", f"FFmpeg cannot open the file: {e}", path) from e
 
 
@@ -129,7 +136,7 @@ def read_video(path: str, fps: float = FPS) -> tuple[np.ndarray, float]:
             for frame in container.decode(stream):
                 frames.append(frame.to_ndarray(format="rgb24"))
                 times.append(frame.time)
-        except (av.error.FFmpegError, ValueError) as e:
+        except (_av().error.FFmpegError, ValueError) as e:
             raise MediaError("corrupt", f"video decoding failed after {len(frames)} frames: {e}", path) from e
         rate = float(stream.average_rate or stream.guessed_rate or fps)
     if not frames:
@@ -179,7 +186,7 @@ def read_audio(path: str, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, f
             for frame in container.decode(stream):
                 chunks.append(_to_planar_float(frame).mean(axis=0))
                 rate = frame.sample_rate
-        except (av.error.FFmpegError, ValueError) as e:
+        except (_av().error.FFmpegError, ValueError) as e:
             raise MediaError("corrupt", f"audio decoding failed: {e}", path) from e
     if not chunks:
         raise MediaError("corrupt", "no audio sample could be decoded", path)
@@ -224,6 +231,8 @@ def read_identity_image(path: str) -> np.ndarray:
       MediaError: "missing", "not_image" (neither an image nor a video), "unreadable",
         "corrupt" (a video without a decodable frame).
     """
+    from PIL import Image, UnidentifiedImageError
+
     if not os.path.isfile(path):
         raise MediaError("missing", "no such file", path)
     try:
@@ -237,12 +246,12 @@ def read_identity_image(path: str) -> np.ndarray:
     except (UnidentifiedImageError, OSError):
         pass
     try:
-        with av.open(path) as container:
+        with _av().open(path) as container:
             if not container.streams.video:
                 raise MediaError("not_image", "neither an image nor a video", path)
             for frame in container.decode(video=0):
                 return frame.to_ndarray(format="rgb24")
-    except av.error.FFmpegError as e:
+    except _av().error.FFmpegError as e:
         raise MediaError("unreadable", f"unreadable image or video ({e})", path) from e
     raise MediaError("corrupt", "the video has no decodable frame", path)
 
@@ -293,7 +302,7 @@ class Mp4Writer:
         check_writable(path)
         self.path, self.tmp, self.upscale, self.crf = path, temp_name(path), upscale, crf
         self.waveform = None if waveform is None else np.asarray(waveform, np.float32)
-        self.container = av.open(self.tmp, mode="w", format="mp4")
+        self.container = _av().open(self.tmp, mode="w", format="mp4")
         self.video = None
         self.audio = None
         self.count = 0
@@ -312,14 +321,14 @@ class Mp4Writer:
         if self.waveform is not None:
             self.audio = self.container.add_stream("aac", rate=SAMPLE_RATE)
             self.audio.layout = "mono"
-            self.fifo = av.AudioFifo()
+            self.fifo = _av().AudioFifo()
 
     def add(self, frame: np.ndarray) -> None:
         """Appends one uint8 [H, W, 3] frame (H, W even)."""
         frame = _upscale(np.ascontiguousarray(frame, np.uint8), self.upscale)
         if self.video is None:
             self._open_streams(frame)
-        vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+        vf = _av().VideoFrame.from_ndarray(frame, format="rgb24")
         vf.pts = self.count
         vf.time_base = Fraction(1, FPS)
         for packet in self.video.encode(vf):
@@ -334,7 +343,7 @@ class Mp4Writer:
             chunk = np.pad(chunk, (0, upto - self._audio_sent - len(chunk)))
         if len(chunk) == 0:
             return
-        af = av.AudioFrame.from_ndarray(chunk[None].astype(np.float32), format="flt", layout="mono")
+        af = _av().AudioFrame.from_ndarray(chunk[None].astype(np.float32), format="flt", layout="mono")
         af.sample_rate = SAMPLE_RATE
         af.pts = self._audio_sent
         af.time_base = Fraction(1, SAMPLE_RATE)
@@ -382,6 +391,8 @@ class PngWriter:
         os.makedirs(self.tmp, exist_ok=True)
 
     def add(self, frame: np.ndarray) -> None:
+        from PIL import Image
+
         Image.fromarray(_upscale(frame, self.upscale)).save(
             os.path.join(self.tmp, f"frame_{self.count:05d}.png")
         )

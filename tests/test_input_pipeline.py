@@ -1,4 +1,5 @@
-"""The tf.data input pipeline: the index rule of docs/method.md section 4, batches, processes, resuming."""
+"""The input pipelines (tf.data over TFRecord shards, numpy over exported arrays): the index
+rule of docs/method.md section 4, batches, processes, resuming, and their equality."""
 
 import json
 
@@ -7,7 +8,7 @@ import pytest
 
 from configs import test as test_config
 from dheads_jax import input_pipeline
-from dheads_jax.data import reader
+from dheads_jax.data import arrays, reader
 from dheads_jax.imaging import from_uint8, rgb_to_luma
 from dheads_jax.mouth import mouth_box
 from tests.helpers import GRID_SIZE
@@ -64,23 +65,6 @@ def test_index_rule_other_window_sizes():
     np.testing.assert_array_equal(idx["motion"], [0, 0, 1])  # slot k-3 < 0 filled with the identity 0
     np.testing.assert_array_equal(idx["motion_filled"], [True, False, False])
     np.testing.assert_array_equal(idx["audio"], [0, 0, 1, 2, 3, 3, 3])
-
-
-def test_draws_are_uniform_and_distinct():
-    import tensorflow as tf
-
-    draws = np.array(
-        [
-            [
-                int(v)
-                for v in input_pipeline.draw_target_identity(tf.constant([7, i], tf.int64), tf.constant(3))
-            ]
-            for i in range(600)
-        ]
-    )
-    assert (draws[:, 0] != draws[:, 1]).all()
-    pairs, counts = np.unique(draws, axis=0, return_counts=True)
-    assert len(pairs) == 6 and counts.min() > 60  # all 6 ordered pairs, about 100 each
 
 
 def test_batches_follow_the_rule_and_the_stored_clips(dataset_dir, clips):
@@ -159,7 +143,16 @@ def test_restored_pipeline_yields_the_same_next_batch(dataset_dir):
     for _ in range(5):  # 15 examples: into the second epoch of 11
         next(it)
     state = json.loads(json.dumps(it.get_state()))
-    assert state == dict(version=1, split="train", seed=5, batch_size=3, process_count=1, batches=5)
+    assert state == dict(
+        version=2,
+        split="train",
+        seed=5,
+        batch_size=3,
+        process_count=1,
+        group_shards=4,
+        speaker_balance=0.0,
+        batches=5,
+    )
     expected = [next(it) for _ in range(3)]
     resumed = iterator(config, batch_size=3, seed=5, state=state)
     for want in expected:
@@ -179,3 +172,55 @@ def test_restored_pipeline_yields_the_same_next_batch(dataset_dir):
 def test_config_mismatch_is_refused(dataset_dir):
     with pytest.raises(ValueError, match="audio_dim=256"):
         iterator(make_config(dataset_dir, audio_dim=256))
+
+
+@pytest.fixture(scope="module")
+def grid_arrays(dataset_dir, tmp_path_factory):
+    return arrays.export_arrays(dataset_dir, str(tmp_path_factory.mktemp("arrays") / "grid"))
+
+
+def assert_same_batches(got, want):
+    assert got.keys() == want.keys()
+    for key in want:
+        assert got[key].dtype == want[key].dtype, key
+        np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+
+
+@pytest.mark.parametrize("balance, processes", [(0.0, 1), (0.5, 2)])
+def test_arrays_give_the_same_batches_as_the_tfrecords(dataset_dir, grid_arrays, balance, processes):
+    config = make_config(dataset_dir, image_size=GRID_SIZE, speaker_balance=balance, shuffle_shards=2)
+    for p in range(processes):
+        kw = dict(batch_size=3, process_index=p, process_count=processes)
+        records, numpy_only = iterator(config, **kw), iterator(config, dataset_dir=grid_arrays, **kw)
+        assert type(records).__name__ == "RecordIterator" and isinstance(numpy_only, arrays.ArrayIterator)
+        for _ in range(6):  # past the first epoch of each process (11 or about 6 clips)
+            assert_same_batches(next(numpy_only), next(records))
+
+
+def test_a_run_continues_on_the_other_pipeline(dataset_dir, grid_arrays):
+    config = make_config(dataset_dir, image_size=GRID_SIZE, speaker_balance=1.0)
+    records = iterator(config, batch_size=4)
+    for _ in range(3):
+        next(records)
+    resumed = iterator(config, batch_size=4, dataset_dir=grid_arrays, state=records.get_state())
+    for _ in range(3):
+        assert_same_batches(next(resumed), next(records))
+    with pytest.raises(ValueError, match="speaker_balance"):
+        iterator(make_config(dataset_dir, image_size=GRID_SIZE), batch_size=4, state=records.get_state())
+
+
+def test_arrays_hold_the_stored_clips_and_refuse_what_they_cannot_serve(dataset_dir, grid_arrays, clips):
+    split = arrays.SplitArrays.load(grid_arrays, "train")
+    assert len(split.clips) == 11 and split.frames.shape == (11 * 75, GRID_SIZE, GRID_SIZE, 3)
+    for i, c in enumerate(split.clips):
+        clip = split.clip(i)
+        stored = clips[c["clip_index"]]
+        assert clip["clip_id"] == stored.clip_id and c["speaker_id"] == stored.speaker_id
+        np.testing.assert_array_equal(clip["frames"], stored.frames)
+        np.testing.assert_array_equal(clip["audio"], stored.audio)
+    with pytest.raises(ValueError, match="128 px frames but config.data.image_size is 32"):
+        iterator(make_config(dataset_dir), dataset_dir=grid_arrays)
+    with pytest.raises(FileExistsError, match="exists"):
+        arrays.export_arrays(dataset_dir, grid_arrays)
+    with pytest.raises(ValueError, match="no split 'test'"):
+        arrays.SplitArrays.load(grid_arrays, "test")

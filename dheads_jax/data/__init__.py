@@ -1,23 +1,30 @@
 """Data preparation: decoding, face alignment, audio embeddings and the TFDS builder.
 
-Light modules are imported here; the TensorFlow-dependent ones are imported explicitly:
-``dheads_jax.data.builder`` (TalkingFaces, prepare_dataset) and ``dheads_jax.data.reader``
-(load_clips).
+The names below are imported on first use (PEP 562), so that the light modules
+(``plan``, ``arrays``, ``audio``'s encoder spec) import where dlib, OpenCV, PyAV or
+TensorFlow are not installed. The TensorFlow-dependent modules are imported explicitly:
+``dheads_jax.data.builder`` (TalkingFaces, prepare_dataset), ``dheads_jax.data.reader``
+(load_clips) and ``dheads_jax.data.records`` (tf.data training batches).
 """
 
-from dheads_jax.data.align import NoFaceError, align_face, align_image
-from dheads_jax.data.audio import MelParams, encode_waveform
-from dheads_jax.data.sources import ClipError
-from dheads_jax.media import MediaError, read_audio, read_video
+import importlib
 
-__all__ = [
-    "ClipError",
-    "MediaError",
-    "MelParams",
-    "NoFaceError",
-    "align_face",
-    "align_image",
-    "encode_waveform",
-    "read_audio",
-    "read_video",
-]
+_EXPORTS = {
+    "NoFaceError": "dheads_jax.data.align",
+    "align_face": "dheads_jax.data.align",
+    "align_image": "dheads_jax.data.align",
+    "MelParams": "dheads_jax.data.audio",
+    "encode_waveform": "dheads_jax.data.audio",
+    "ClipError": "dheads_jax.data.sources",
+    "MediaError": "dheads_jax.media",
+    "read_audio": "dheads_jax.media",
+    "read_video": "dheads_jax.media",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,7 +23,6 @@ import dataclasses
 import functools
 import os
 
-import librosa
 import numpy as np
 
 from dheads_jax.data.sources import ClipError
@@ -64,6 +63,8 @@ class MelParams:
 
 @functools.cache
 def _mel_basis(params: MelParams) -> np.ndarray:
+    import librosa  # on first use: AudioEncoderSpec is read where librosa is not installed
+
     return librosa.filters.mel(
         sr=SAMPLE_RATE, n_fft=params.n_fft, n_mels=params.num_mels, fmin=params.fmin, fmax=params.fmax
     ).astype(np.float64)
@@ -80,6 +81,8 @@ def encode_waveform(waveform: np.ndarray, params: MelParams = MelParams()) -> np
     Returns:
       float32 [T, D], D = params.dim.
     """
+    import librosa
+
     num_frames = len(waveform) // SAMPLES_PER_FRAME
     x = np.asarray(waveform[: num_frames * SAMPLES_PER_FRAME], np.float64)
     # Column i is centred on sample hop * i + hop / 2, the middle of sub-frame i.

@@ -578,10 +578,7 @@ class DistillLogger(monitor.MetricLogger):
         )
         rate = progress.rate if progress.has_rate else math.nan
         row = dict(metrics, round=round_index + 1, steps_per_s=rate, eta_s=progress.eta_s)
-        for k, v in row.items():
-            if math.isfinite(v):  # the rate and ETA are NaN (unknown) before a second step
-                self.writer.add_scalar(f"distill/{k}", v, step)
-        self.writer.flush()
+        self.scalars("distill", row, step)  # the rate and ETA are NaN (unknown) before a second step
         new = not os.path.exists(self.csv_path)
         with open(self.csv_path, "a", encoding="utf-8") as f:
             if new:
@@ -749,6 +746,7 @@ def _distill(config: ml_collections.ConfigDict, teacher_dir: str, workdir: str, 
             save(force=True)
         write_student_export(workdir, state, config, plan, teacher_dir, teacher_meta)
     ckpt.wait()
+    batches.close()
     logger.close()
     return state
 

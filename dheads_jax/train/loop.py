@@ -18,7 +18,6 @@ from jax.experimental import multihost_utils
 
 from dheads_jax import input_pipeline, parallel
 from dheads_jax.checkpointing import Checkpointer
-from dheads_jax.data import cache
 from dheads_jax.diffusion import schedule_from_config
 from dheads_jax.models import factory
 from dheads_jax.progress import Progress
@@ -60,7 +59,14 @@ def with_shardings(abstract, shardings):
 
 
 def prepare_data(config: ml_collections.ConfigDict) -> str:
-    """The dataset folder; the bundled samples are prepared by process 0 while the rest wait."""
+    """The dataset folder; the bundled samples are prepared by process 0 while the rest wait.
+
+    A named dataset is used as it is (TensorFlow is imported only to prepare the samples).
+    """
+    if config.data.dataset_dir:
+        return config.data.dataset_dir
+    from dheads_jax.data import cache
+
     if jax.process_count() == 1:
         return cache.ensure_dataset(config)
     if jax.process_index() == 0:
@@ -186,6 +192,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
             save(force=True)
         write_final_export(workdir, state, config)
     ckpt.wait()
+    batches.close()
     if record:
         record.close()
     logger.close()

@@ -6,18 +6,13 @@ import csv
 import os
 
 import jax
-import matplotlib
 import numpy as np
 from absl import logging
-from PIL import Image
 
 from dheads_jax import sampling
-from dheads_jax.data import reader
+from dheads_jax.data import arrays
 from dheads_jax.imaging import from_uint8, to_uint8
 from dheads_jax.progress import Progress, format_seconds
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
 CURVE_KEYS = ("loss", "simple", "vlb", "lip")
 
@@ -29,10 +24,14 @@ class MetricLogger:
         self.enabled = enabled
         self.workdir = workdir
         self.csv_path = os.path.join(workdir, "metrics.csv")
+        self.writer = None
         if not enabled:
             return
-        from tensorboardX import SummaryWriter
-
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError:  # an accelerator image may lack it; metrics.csv and the curve remain
+            logging.warning("tensorboardX is not installed: no TensorBoard events (metrics.csv is written)")
+            return
         self.writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
     def log(self, step: int, metrics: dict[str, float], progress: Progress, batch_size: int) -> None:
@@ -65,9 +64,7 @@ class MetricLogger:
             metrics["lr"],
             f" | {tail}" if tail else "",
         )
-        for k, v in {**metrics, **speed}.items():
-            self.writer.add_scalar(f"train/{k}", v, step)
-        self.writer.flush()
+        self.scalars("train", {**metrics, **speed}, step)
         new = not os.path.exists(self.csv_path)
         with open(self.csv_path, "a", newline="") as f:
             w = csv.writer(f)
@@ -76,8 +73,17 @@ class MetricLogger:
             w.writerow([step, *(metrics[k] for k in sorted(metrics))])
         plot_loss_curve(self.csv_path, os.path.join(self.workdir, "loss_curve.png"))
 
+    def scalars(self, prefix: str, values: dict[str, float], step: int) -> None:
+        """TensorBoard scalars ``prefix/name`` (the finite ones), when TensorBoard is on."""
+        if self.writer is None:
+            return
+        for k, v in values.items():
+            if np.isfinite(v):
+                self.writer.add_scalar(f"{prefix}/{k}", v, step)
+        self.writer.flush()
+
     def close(self) -> None:
-        if self.enabled:
+        if self.writer is not None:
             self.writer.close()
 
 
@@ -95,6 +101,13 @@ def plot_loss_curve(csv_path: str, png_path: str) -> None:
     cols = read_metrics(csv_path)
     if not cols or len(cols["step"]) < 2:
         return
+    try:
+        import matplotlib
+    except ImportError:  # an accelerator image may lack it: metrics.csv holds the same numbers
+        return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(1, len(CURVE_KEYS), figsize=(4 * len(CURVE_KEYS), 3))
     for ax, key in zip(axes, CURVE_KEYS, strict=True):
         ax.plot(cols["step"], cols[key])
@@ -111,6 +124,8 @@ def plot_loss_curve(csv_path: str, png_path: str) -> None:
 
 def save_png(path: str, image: np.ndarray) -> None:
     """Writes an RGB (or RGBA/gray) uint8 image atomically."""
+    from PIL import Image
+
     tmp = path + ".tmp.png"
     Image.fromarray(image).save(tmp)
     os.replace(tmp, path)
@@ -132,10 +147,10 @@ class SampleWriter:
         self.mesh = mesh if jax.process_count() > 1 else None
         self.apply_fn = sampling.UNetApply(model)
         self.options = sampling.SamplingOptions.from_config(config, steps=config.train.sample_steps)
-        clip = reader.load_clips(dataset_dir, "train", limit=1)[0]
-        n = min(config.train.sample_frames, clip.frames.shape[0])
-        self.real = clip.frames[:n]
-        self.videos = sampling.VideoBatch.create(from_uint8(clip.frames[0:1]), clip.audio[None], lengths=[n])
+        frames, audio = first_clip(dataset_dir)
+        n = min(config.train.sample_frames, frames.shape[0])
+        self.real = frames[:n]
+        self.videos = sampling.VideoBatch.create(from_uint8(frames[0:1]), audio[None], lengths=[n])
         os.makedirs(self.dir, exist_ok=True)
 
     def write(self, step: int, state) -> None:
@@ -149,3 +164,16 @@ class SampleWriter:
         fake = to_uint8(video[0, : len(self.real)])
         strip = np.concatenate([np.concatenate(list(self.real), 1), np.concatenate(list(fake), 1)], 0)
         save_png(os.path.join(self.dir, f"step_{step:07d}.png"), strip)
+
+
+def first_clip(dataset_dir: str) -> tuple[np.ndarray, np.ndarray]:
+    """(frames uint8 [T, S, S, 3], audio [T, D]) of the training clip with the first clip id,
+    from a TFDS dataset or an arrays folder."""
+    if arrays.is_arrays_dir(dataset_dir):
+        split = arrays.SplitArrays.load(dataset_dir, "train")
+        clip = split.clip(min(range(len(split.clips)), key=lambda i: split.clips[i]["clip_id"]))
+        return clip["frames"], clip["audio"]
+    from dheads_jax.data import reader
+
+    clip = reader.load_clips(dataset_dir, "train", limit=1)[0]
+    return clip.frames, clip.audio

