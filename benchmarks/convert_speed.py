@@ -42,10 +42,10 @@ import torch  # noqa: E402
 from benchmarks import common  # noqa: E402
 from dheads_jax import export  # noqa: E402
 from dheads_jax.convert import converter  # noqa: E402
+from dheads_jax.convert import torch_reference as ref  # noqa: E402
 from dheads_jax.diffusion import build_schedule  # noqa: E402
 from dheads_jax.models import factory  # noqa: E402
 from dheads_jax.sampling import SamplingOptions, UNetApply, sample_frame, step_noise  # noqa: E402
-from tests import torch_reference as ref  # noqa: E402
 
 
 def torch_time(fn, *args, warmup: int = 1, min_seconds: float = 2.0, min_calls: int = 3) -> float:

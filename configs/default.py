@@ -58,11 +58,17 @@ def get_config():
     # the default dense init), so that audio starts with no effect rather than a random one.
     config.model.zero_init_audio = False
     # How attention is computed (the same function): "einsum" (explicit logits and softmax in
-    # float32) or "dot_product" (jax.nn.dot_product_attention, a fused kernel where XLA has one).
+    # float32), "dot_product" (jax.nn.dot_product_attention as XLA lowers it) or "cudnn" (the
+    # same call with cuDNN's fused flash-attention kernel: NVIDIA GPUs with bf16 compute only).
     config.model.attention = "einsum"
-    # Recompute each residual block in the backward pass instead of storing its activations:
-    # less memory for a larger batch, about one more forward of compute.
+    # Recompute each residual and attention block in the backward pass instead of storing its
+    # activations: less memory for a larger batch, about one more forward of compute.
     config.model.remat = False
+    # With remat: what a block may still save, a name of jax.checkpoint_policies
+    # (dheads_jax.models.unet.REMAT_POLICIES, e.g. "dots_with_no_batch_dims_saveable" keeps
+    # the matmul and conv results and recomputes the norms and activations); "" saves nothing
+    # but the block's inputs.
+    config.model.remat_policy = ""
     config.model.dtype = "float32"  # compute dtype; "bfloat16" for mixed precision
     config.model.param_dtype = "float32"
 

@@ -9,13 +9,20 @@ import numpy as np
 from dheads_jax.models import factory
 
 
+def xla_flops(stage) -> float:
+    """XLA's FLOP count of a lowered (``jit(f).lower(...)``: the program as written, the model
+    FLOPs) or compiled (after XLA's rewrites, rematerialisation included) computation."""
+    cost = stage.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost  # one entry per device in older JAX
+    return float(cost["flops"])
+
+
 def forward_flops(config: ml_collections.ConfigDict, batch: int = 1) -> float:
     """XLA's FLOP estimate of one U-Net forward pass, from the lowered HLO (no compile)."""
     model = factory.build_unet(config)
     params = factory.param_shapes(config)
     fn = jax.jit(lambda p, inputs: model.apply({"params": p}, **inputs))
-    cost = fn.lower(params, factory.input_specs(config, batch)).cost_analysis()
-    return float(cost["flops"])
+    return xla_flops(fn.lower(params, factory.input_specs(config, batch)))
 
 
 def describe(config: ml_collections.ConfigDict) -> dict[str, float | int | str]:

@@ -99,10 +99,19 @@ def config_from_meta(meta: dict) -> ml_collections.ConfigDict:
     Fields the export lacks (it was written before they existed) take their default;
     fields it has that no longer exist are kept, so nothing it says is lost.
     """
-    config = default_config.get_config()
+    config = merged_over_defaults({k: meta["config"][k] for k in CONFIG_BLOCKS})
     config.name = "export"
-    for k in CONFIG_BLOCKS:
-        config[k].update(meta["config"][k])
+    return config
+
+
+def merged_over_defaults(stored: dict) -> ml_collections.ConfigDict:
+    """A stored config (an export's blocks, a checkpoint's whole config) over today's defaults."""
+    config = default_config.get_config()
+    for k, v in stored.items():
+        if isinstance(v, dict) and k in config:
+            config[k].update(v)
+        else:
+            config[k] = v
     return config
 
 

@@ -8,7 +8,7 @@ VENV="${VENV:-.venv}"
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-"$VENV/bin/python" -m pip install --quiet -c constraints-cpu.txt -e ".[test,torch,eval,beam,app]"
+"$VENV/bin/python" -m pip install --quiet -c constraints-cpu.txt -e ".[test,data,eval,torch,beam,app]"
 if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
   echo "browser tests: will run in headless $(command -v chromium) with $(command -v chromedriver)"
 else

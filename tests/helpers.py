@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import test as test_config
-from dheads_jax.models import factory
+from dheads_jax.models import factory, synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GRID_DIR = os.path.join(ROOT, "data", "samples", "grid")
@@ -38,24 +38,8 @@ def tiny_config(**data_overrides):
     return config
 
 
-def random_batch(config, batch, seed=0):
-    """A batch of the input pipeline's layout with random content."""
-    rng = np.random.default_rng(seed)
-    s = config.data.image_size
-    mc = factory.motion_channels(config)
-    boxes = []
-    for _ in range(batch):
-        top, left = rng.integers(0, s // 2, size=2)
-        boxes.append([top, top + rng.integers(4, s // 2), left, left + rng.integers(4, s // 2)])
-    return dict(
-        target=rng.uniform(-1, 1, (batch, s, s, 3)).astype(np.float32),
-        identity=rng.uniform(-1, 1, (batch, s, s, 3)).astype(np.float32),
-        motion=rng.uniform(-1, 1, (batch, config.data.motion_frames, s, s, mc)).astype(np.float32),
-        audio=rng.normal(size=(batch, 2 * config.data.audio_context + 1, config.data.audio_dim)).astype(
-            np.float32
-        ),
-        mouth_box=np.asarray(boxes, np.int32),
-    )
+random_batch = synthetic.random_batch
+random_params = synthetic.random_params
 
 
 _INIT_CACHE = {}
@@ -111,24 +95,6 @@ def prepared_samples(config) -> str:
 
     with cache_lock():
         return cache.ensure_dataset(config)
-
-
-def random_params(config, seed=0, gain=0.5):
-    """Random parameters of the model, none zero (the real init zeroes the output convs).
-
-    Drawn with numpy on the parameter shapes, so no initialisation has to compile.
-    """
-    rng = np.random.default_rng(seed)
-
-    def init(path, leaf):
-        name = path[-1].key
-        if name == "kernel":
-            fan_in = int(np.prod(leaf.shape[:-1]))
-            return (gain * rng.standard_normal(leaf.shape) / np.sqrt(fan_in)).astype(np.float32)
-        base = 1.0 if name == "scale" else 0.0
-        return (base + 0.1 * rng.standard_normal(leaf.shape)).astype(np.float32)
-
-    return jax.tree_util.tree_map_with_path(init, factory.param_shapes(config))
 
 
 def free_port() -> int:

@@ -26,6 +26,7 @@ def build_unet(config: ml_collections.ConfigDict, dtype: str | None = None) -> U
         zero_init_audio=bool(m.zero_init_audio),
         attention=m.attention,
         remat=bool(m.remat),
+        remat_policy=m.remat_policy,
         dtype=jnp.dtype(dtype or m.dtype),
         param_dtype=jnp.dtype(m.param_dtype),
     )

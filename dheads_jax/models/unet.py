@@ -125,6 +125,27 @@ class ResBlock(nn.Module):
         return x + h
 
 
+ATTENTION_IMPLEMENTATIONS = ("einsum", "dot_product", "cudnn")
+# Named jax.checkpoint_policies a rematerialised model may save by (model.remat_policy).
+REMAT_POLICIES = (
+    "nothing_saveable",
+    "everything_saveable",
+    "dots_saveable",
+    "checkpoint_dots",
+    "dots_with_no_batch_dims_saveable",
+    "checkpoint_dots_with_no_batch_dims",
+)
+
+
+def remat_policy(name: str):
+    """The ``jax.checkpoint_policies`` member ``name``; "" is None (save only block inputs)."""
+    if not name:
+        return None
+    if name not in REMAT_POLICIES:
+        raise ValueError(f"unknown remat policy {name!r}; use one of {REMAT_POLICIES} or ''")
+    return getattr(jax.checkpoint_policies, name)
+
+
 class AttentionBlock(nn.Module):
     """Spatial self-attention, no positional encoding, ``head_channels`` per head.
 
@@ -147,9 +168,17 @@ class AttentionBlock(nn.Module):
         h = group_norm(x, "norm", self.num_groups, **kw).reshape(b, hgt * wid, c)
         qkv = nn.Dense(3 * c, name="qkv", **kw)(h).reshape(b, hgt * wid, heads, 3 * self.head_channels)
         q, k, v = jnp.split(qkv, 3, axis=-1)
-        if self.implementation == "dot_product":
-            # jax.nn.dot_product_attention: the fused (cuDNN flash) kernel where XLA has one.
-            a = jax.nn.dot_product_attention(q, k, v, scale=1.0 / math.sqrt(self.head_channels))
+        if self.implementation in ("dot_product", "cudnn"):
+            # jax.nn.dot_product_attention: XLA's own lowering ("dot_product"), or cuDNN's fused
+            # flash-attention kernel ("cudnn": NVIDIA GPUs, bf16 or fp16 inputs only), which
+            # never writes the [B, heads, HW, HW] logits to memory.
+            a = jax.nn.dot_product_attention(
+                q,
+                k,
+                v,
+                scale=1.0 / math.sqrt(self.head_channels),
+                implementation="cudnn" if self.implementation == "cudnn" else None,
+            )
         elif self.implementation == "einsum":
             scale = 1.0 / math.sqrt(math.sqrt(self.head_channels))
             logits = jnp.einsum("bthc,bshc->bhts", q * scale, k * scale)
@@ -157,7 +186,7 @@ class AttentionBlock(nn.Module):
             a = jnp.einsum("bhts,bshc->bthc", weights, v)
         else:
             raise ValueError(
-                f"unknown attention implementation {self.implementation!r}; use einsum or dot_product"
+                f"unknown attention implementation {self.implementation!r}; use one of {ATTENTION_IMPLEMENTATIONS}"
             )
         a = a.reshape(b, hgt * wid, c)
         out = nn.Dense(c, kernel_init=nn.initializers.zeros, name="proj_out", **kw)(a)
@@ -216,6 +245,7 @@ class UNet(nn.Module):
     zero_init_audio: bool = False
     attention: str = "einsum"
     remat: bool = False
+    remat_policy: str = ""
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -249,8 +279,11 @@ class UNet(nn.Module):
         m = jnp.moveaxis(motion, 1, 3).reshape(*motion.shape[0:1], *motion.shape[2:4], -1)
         h = jnp.concatenate([x_t, m, identity], axis=-1).astype(self.dtype)
 
-        # Rematerialised residual blocks keep only their inputs for the backward pass.
-        block = nn.remat(ResBlock, static_argnums=(4,)) if self.remat else ResBlock
+        # Rematerialised residual and attention blocks keep only their inputs (and what the
+        # named policy saves, e.g. the results of matmuls and convs) for the backward pass.
+        policy = remat_policy(self.remat_policy)
+        block = nn.remat(ResBlock, static_argnums=(4,), policy=policy) if self.remat else ResBlock
+        attention = nn.remat(AttentionBlock, policy=policy) if self.remat else AttentionBlock
 
         def res(out_ch, name, **updown):
             blk = block(
@@ -265,7 +298,7 @@ class UNet(nn.Module):
             return lambda z: blk(z, t_emb, a_emb, train)
 
         def attn(name):
-            return AttentionBlock(self.head_channels, self.num_groups, self.attention, name=name, **kw)
+            return attention(self.head_channels, self.num_groups, self.attention, name=name, **kw)
 
         h = nn.Conv(c * self.channel_mult[0], (3, 3), padding=1, name="input_blocks_0_0", **kw)(h)
         skips = [h]

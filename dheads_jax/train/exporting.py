@@ -54,7 +54,7 @@ def export_from_workdir(
     step = ckpt.latest_step() if step is None else step
     if step is None:
         raise export.ExportError(f"{workdir}: no checkpoint to export")
-    config = ml_collections.ConfigDict(ckpt.restore_json(CONFIG, step))
+    config = export.merged_over_defaults(ckpt.restore_json(CONFIG, step))
     has_ema = ckpt.has_item(EMA_PARAMS, step)
     if weights == "auto":
         weights = "ema" if has_ema else "raw"

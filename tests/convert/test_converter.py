@@ -15,10 +15,10 @@ torch = pytest.importorskip("torch", reason="PyTorch is the optional extra: pip 
 from configs import crema  # noqa: E402
 from dheads_jax import export  # noqa: E402
 from dheads_jax.convert import converter, mapping, sda  # noqa: E402
+from dheads_jax.convert import torch_reference as ref  # noqa: E402
 from dheads_jax.diffusion import build_schedule  # noqa: E402
 from dheads_jax.models import factory  # noqa: E402
 from dheads_jax.sampling import SamplingOptions, UNetApply, sample_frame, step_noise  # noqa: E402
-from tests import torch_reference as ref  # noqa: E402
 
 TOL = 1e-4
 # A chain step amplifies network differences by coef1_q * sqrt(1 / abar - 1) where x0_hat is not

@@ -7,7 +7,7 @@ torch = pytest.importorskip("torch", reason="PyTorch is the optional extra: pip 
 
 from configs import crema, lrw  # noqa: E402
 from dheads_jax.convert import converter, mapping  # noqa: E402
-from tests import torch_reference as ref  # noqa: E402
+from dheads_jax.convert import torch_reference as ref  # noqa: E402
 
 TOL = 1e-4
 # A chain step amplifies network differences by coef1_q * sqrt(1 / abar - 1) where x0_hat is not

@@ -225,12 +225,29 @@ def test_dot_product_attention_equals_the_einsum_path():
         helpers.apply(factory.build_unet(config), params, batch, jnp.array([5, 500, 990]))
 
 
+@pytest.mark.skipif(jax.devices()[0].platform != "gpu", reason="cuDNN attention needs an NVIDIA GPU")
+def test_cudnn_attention_equals_the_einsum_path_in_bf16():
+    config, params, batch = _params_and_batch()
+    config.model.dtype = "bfloat16"
+    config.model.head_channels = 16  # cuDNN's kernel takes head sizes that are multiples of 8
+    outs = {}
+    for impl in ("einsum", "cudnn"):
+        config.model.attention = impl
+        outs[impl] = np.asarray(
+            helpers.apply(factory.build_unet(config), params, batch, jnp.array([5, 500, 990])), np.float32
+        )
+    assert np.abs(outs["einsum"]).max() > 0.1
+    # bf16 keeps 8 bits of mantissa: the two orders of summation differ by a few of its ulps.
+    np.testing.assert_allclose(outs["cudnn"], outs["einsum"], atol=3e-2, rtol=0)
+
+
+@pytest.mark.slow  # three compiled gradients
 def test_remat_changes_neither_the_output_nor_the_gradient():
     config, params, batch = _params_and_batch()
     schedule = build_schedule("cosine", 1000)
     results = []
-    for remat in (False, True):
-        config.model.remat = remat
+    for remat, policy in ((False, ""), (True, ""), (True, "dots_with_no_batch_dims_saveable")):
+        config.model.remat, config.model.remat_policy = remat, policy
         model = factory.build_unet(config)
 
         def loss(p, model=model):
@@ -239,7 +256,11 @@ def test_remat_changes_neither_the_output_nor_the_gradient():
             )[0]
 
         results.append(jax.jit(jax.value_and_grad(loss))(params))
-    (l0, g0), (l1, g1) = results
-    np.testing.assert_allclose(l1, l0, rtol=1e-6)
-    for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g1), strict=True):
-        np.testing.assert_allclose(b, a, atol=1e-6 * max(1.0, float(np.abs(a).max())), rtol=1e-5)
+    (l0, g0), *rematerialised = results
+    for l1, g1 in rematerialised:
+        np.testing.assert_allclose(l1, l0, rtol=1e-6)
+        for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g1), strict=True):
+            np.testing.assert_allclose(b, a, atol=1e-6 * max(1.0, float(np.abs(a).max())), rtol=1e-5)
+    config.model.remat_policy = "save_everything_please"
+    with pytest.raises(ValueError, match="unknown remat policy"):
+        helpers.apply(factory.build_unet(config), params, batch, jnp.array([5, 500, 990]))

@@ -8,7 +8,9 @@ exactly the names and shapes of the released model at the default sizes. Also he
 official respaced ancestral sampler for one frame (docs/method.md, sections 3 and 6), for the
 sampling-chain parity test and the speed comparison.
 
-Needs PyTorch; used by tests/test_convert.py and benchmarks/convert_speed.py, never by the library.
+Needs PyTorch (the torch extra); used by the converter's parity tests and the benchmarks
+(benchmarks/convert_speed.py, the PyTorch rows of benchmarks/accelerator.py), never by the
+rest of the library.
 """
 
 from __future__ import annotations
