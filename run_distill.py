@@ -45,11 +45,15 @@ def main(argv):
     quiet_library_logs()
     distributed.initialize()
     from dheads_jax import export
-    from dheads_jax.train import distill
+    from dheads_jax.train import distill, runner
 
+    config = _CONFIG.value
+    if _STEPS.value is not None:
+        with config.unlocked():
+            config.distill.student_steps = _STEPS.value
     try:
-        distill.distill(_CONFIG.value, _TEACHER.value, _WORKDIR.value, _STEPS.value)
-    except (distill.DistillError, distill.TrainingError, export.ExportError) as e:
+        distill.distill(config, _TEACHER.value, _WORKDIR.value)
+    except (runner.TrainingError, export.ExportError) as e:
         logging.error("%s", e)
         print(f"run_distill.py: {e}", file=sys.stderr)
         return 1

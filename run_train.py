@@ -39,11 +39,11 @@ def main(argv):
     if not _WORKDIR.value:
         raise app.UsageError("--workdir is required to train")
     distributed.initialize()
-    from dheads_jax.train import loop
+    from dheads_jax.train import loop, runner
 
     try:
         loop.train(_CONFIG.value, _WORKDIR.value)
-    except loop.TrainingError as e:
+    except runner.TrainingError as e:
         logging.error("%s", e)
         print(f"run_train.py: {e}", file=sys.stderr)
         return 1

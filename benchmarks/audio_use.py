@@ -45,7 +45,8 @@ from dheads_jax.diffusion import output_to_eps, schedule_from_config  # noqa: E4
 from dheads_jax.imaging import from_uint8  # noqa: E402
 from dheads_jax.models import factory  # noqa: E402
 from dheads_jax.train import optimizer  # noqa: E402
-from dheads_jax.train.loop import MODEL_INPUTS, state_initializer  # noqa: E402
+from dheads_jax.train.loop import state_initializer  # noqa: E402
+from dheads_jax.train.runner import MODEL_INPUTS  # noqa: E402
 from dheads_jax.train.step import make_train_step  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

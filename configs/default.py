@@ -5,6 +5,7 @@ override what differs. Not meant to be run directly.
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 
 def get_config():
@@ -157,15 +158,15 @@ def get_config():
     # two of its teacher's, the teacher's audio guidance distilled into one network pass.
     config.distill = ml_collections.ConfigDict()
     config.distill.student_steps = 4  # N; run_distill.py --steps
-    # The first teacher's DDIM steps, N * 2^k with k >= 1; 0: the one nearest (in log scale)
+    # The first teacher's DDIM steps, N * 2^k with k >= 1; None: the one nearest (in log scale)
     # to the teacher export's own sampling.steps.
-    config.distill.teacher_steps = 0
+    config.distill.teacher_steps = config_dict.placeholder(int)
     config.distill.steps_per_round = 5_000
     config.distill.lr = 5e-5  # Adam (optim.b1, b2, eps, grad_clip), reset every round
     # "constant", or "linear": the lr falls linearly to 0 over every round.
     config.distill.lr_schedule = "constant"
-    # The teacher's guidance scale that the student learns; -1: the export's sampling.audio_guidance.
-    config.distill.audio_guidance = -1.0
+    # The teacher's guidance scale that the student learns; None: the export's sampling.audio_guidance.
+    config.distill.audio_guidance = config_dict.placeholder(float)
     # The DDIM eta the student export samples with by default. It is trained on the
     # deterministic chain (eta 0); eta > 0 adds fresh noise at each of its steps, which on
     # faces unlike the training data keeps frames from turning grainy (configs/bundled.py).

@@ -12,6 +12,7 @@ import dataclasses
 
 import ml_collections
 import numpy as np
+from absl import logging
 
 from dheads_jax.diffusion.chain import SAMPLERS
 from dheads_jax.diffusion.gaussian import PARAMETRIZATIONS
@@ -122,6 +123,17 @@ class SamplingOptions:
             null_audio = tuple(float(v) for v in np.asarray(silence, np.float32))
         timesteps = tuple(int(t) for t in s["timesteps"])
         if len(timesteps) != int(s["steps"]):
+            if timesteps:
+                # A distilled student was trained on its own timesteps; another step count
+                # samples it on the official respacing, which it never learnt.
+                logging.warning(
+                    "sampling %d steps instead of the %d this export was trained on (timesteps %s): "
+                    "the official respacing of %d steps is used, which a distilled student never saw",
+                    int(s["steps"]),
+                    len(timesteps),
+                    list(timesteps),
+                    int(s["steps"]),
+                )
             timesteps = ()
         return cls(
             sampler=str(s["sampler"]),
@@ -138,7 +150,7 @@ class SamplingOptions:
             schedule=str(config.diffusion.schedule),
             num_timesteps=int(config.diffusion.num_timesteps),
             timesteps=timesteps,
-            identity_relative=bool(config.diffusion.get("identity_relative", False)),
+            identity_relative=bool(config.diffusion.identity_relative),
         )
 
     def replace(self, **changes) -> SamplingOptions:

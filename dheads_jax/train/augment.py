@@ -26,13 +26,15 @@ def _per_example(values: jax.Array, ndim: int) -> jax.Array:
     return values.reshape(values.shape + (1,) * (ndim - values.ndim))
 
 
+def _frames(batch: dict, fn) -> dict:
+    """The batch with ``fn`` applied to every frame array (target, identity, motion)."""
+    return dict(batch, **{name: fn(batch[name]) for name in FRAME_KEYS})
+
+
 def _flip(batch: dict, flip: jax.Array) -> dict:
     width = batch["target"].shape[2]
-    out = dict(batch)
-    for name in FRAME_KEYS:
-        x = batch[name]
-        axis = x.ndim - 2  # W is second to last: [B, H, W, C] and [B, M, H, W, C]
-        out[name] = jnp.where(_per_example(flip, x.ndim), jnp.flip(x, axis), x)
+    # W is second to last: [B, H, W, C] and [B, M, H, W, C].
+    out = _frames(batch, lambda x: jnp.where(_per_example(flip, x.ndim), jnp.flip(x, x.ndim - 2), x))
     box = batch["mouth_box"]
     mirrored = jnp.stack([box[:, 0], box[:, 1], width - box[:, 3], width - box[:, 2]], -1)
     out["mouth_box"] = jnp.where(flip[:, None], mirrored, box).astype(box.dtype)
@@ -59,7 +61,7 @@ def _color(batch: dict, key: jax.Array, strength: float) -> dict:
             u = u * _per_example(gains.mean(-1), x.ndim)
         return jnp.clip(u, 0.0, 1.0) * 2 - 1
 
-    return dict(batch, **{name: apply(batch[name]).astype(batch[name].dtype) for name in FRAME_KEYS})
+    return _frames(batch, lambda x: apply(x).astype(x.dtype))
 
 
 def _zoom(batch: dict, key: jax.Array, zoom: float) -> dict:
@@ -78,10 +80,7 @@ def _zoom(batch: dict, key: jax.Array, zoom: float) -> dict:
             image, image.shape, dims, scale, translation, method="linear", antialias=False
         )
 
-    out = dict(batch)
-    for name in FRAME_KEYS:
-        x = batch[name]
-        out[name] = jax.vmap(resample)(x.astype(jnp.float32), z, oy, ox).astype(x.dtype)
+    out = _frames(batch, lambda x: jax.vmap(resample)(x.astype(jnp.float32), z, oy, ox).astype(x.dtype))
     box = batch["mouth_box"].astype(jnp.float32)
     top = jnp.floor((box[:, 0] - oy) * z)
     bottom = jnp.ceil((box[:, 1] - oy) * z)

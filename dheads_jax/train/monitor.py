@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 
 import jax
@@ -20,9 +21,11 @@ CURVE_KEYS = ("loss", "simple", "vlb", "lip")
 class MetricLogger:
     """Console lines, TensorBoard events, metrics.csv and loss_curve.png (process 0 only)."""
 
-    def __init__(self, workdir: str, enabled: bool = True):
+    def __init__(self, workdir: str, enabled: bool = True, prefix: str = "training", curve_keys=CURVE_KEYS):
         self.enabled = enabled
         self.workdir = workdir
+        self.prefix = prefix
+        self.curve_keys = tuple(curve_keys)
         self.csv_path = os.path.join(workdir, "metrics.csv")
         self.writer = None
         if not enabled:
@@ -34,13 +37,16 @@ class MetricLogger:
             return
         self.writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
-    def log(self, step: int, metrics: dict[str, float], progress: Progress, batch_size: int) -> None:
+    def log(
+        self, step: int, metrics: dict[str, float], progress: Progress, line: str, batch_size: int
+    ) -> None:
         """One console line, TensorBoard scalars, a metrics.csv row and the refreshed curve.
 
         Args:
           step: the step just finished.
           metrics: the step's scalar metrics.
           progress: the run's step counter (its rate and ETA go into the line).
+          line: the metrics as the job words them (``step N | <line> | rate | ETA``).
           batch_size: the global batch, for examples/s.
         """
         if not self.enabled:
@@ -49,29 +55,18 @@ class MetricLogger:
         speed = {}
         tail = progress.speed()
         if progress.has_rate:
-            speed = dict(
-                steps_per_s=progress.rate, examples_per_s=progress.rate * batch_size, eta_s=progress.eta_s
-            )
-            tail = f"{progress.rate:.2f} steps/s {progress.rate * batch_size:.1f} ex/s | ETA {format_seconds(progress.eta_s)}"
-        logging.info(
-            "step %d | loss %.4f simple %.4f vlb %.4f lip %.4f | grad %.3f lr %.2e%s",
-            step,
-            metrics["loss"],
-            metrics["simple"],
-            metrics["vlb"],
-            metrics["lip"],
-            metrics["grad_norm"],
-            metrics["lr"],
-            f" | {tail}" if tail else "",
-        )
-        self.scalars("train", {**metrics, **speed}, step)
+            rate = progress.rate
+            speed = dict(steps_per_s=rate, examples_per_s=rate * batch_size, eta_s=progress.eta_s)
+            tail = f"{rate:.2f} steps/s {rate * batch_size:.1f} ex/s | ETA {format_seconds(progress.eta_s)}"
+        logging.info("step %d | %s%s", step, line, f" | {tail}" if tail else "")
+        self.scalars(self.prefix, {**metrics, **speed}, step)
         new = not os.path.exists(self.csv_path)
         with open(self.csv_path, "a", newline="") as f:
             w = csv.writer(f)
             if new:
                 w.writerow(["step", *sorted(metrics)])
             w.writerow([step, *(metrics[k] for k in sorted(metrics))])
-        plot_loss_curve(self.csv_path, os.path.join(self.workdir, "loss_curve.png"))
+        plot_loss_curve(self.csv_path, os.path.join(self.workdir, "loss_curve.png"), self.curve_keys)
 
     def scalars(self, prefix: str, values: dict[str, float], step: int) -> None:
         """TensorBoard scalars ``prefix/name`` (the finite ones), when TensorBoard is on."""
@@ -87,6 +82,22 @@ class MetricLogger:
             self.writer.close()
 
 
+class BatchRecord:
+    """batches.jsonl: the clips and target frames of every step's batch (``train.record_batches``)."""
+
+    def __init__(self, workdir: str, enabled: bool):
+        self.file = open(os.path.join(workdir, "batches.jsonl"), "a") if enabled else None
+
+    def write(self, step: int, batch: dict) -> None:
+        if self.file:
+            ids = dict(step=step, clip=batch["clip_index"].tolist(), target=batch["target_index"].tolist())
+            self.file.write(json.dumps(ids) + "\n")
+
+    def close(self) -> None:
+        if self.file:
+            self.file.close()
+
+
 def read_metrics(csv_path: str) -> dict[str, np.ndarray]:
     """Columns of metrics.csv; a resumed run's repeated steps keep their last value."""
     with open(csv_path, newline="") as f:
@@ -96,10 +107,11 @@ def read_metrics(csv_path: str) -> dict[str, np.ndarray]:
     return {k: np.array([float(by_step[s][k]) for s in steps]) for k in rows[0]} if rows else {}
 
 
-def plot_loss_curve(csv_path: str, png_path: str) -> None:
-    """Every loss term over steps, log scale, written atomically."""
+def plot_loss_curve(csv_path: str, png_path: str, keys=CURVE_KEYS) -> None:
+    """The metrics ``keys`` (those present) over steps, log scale, written atomically."""
     cols = read_metrics(csv_path)
-    if not cols or len(cols["step"]) < 2:
+    keys = [k for k in keys if k in cols]
+    if not keys or len(cols["step"]) < 2:
         return
     try:
         import matplotlib
@@ -108,8 +120,8 @@ def plot_loss_curve(csv_path: str, png_path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(CURVE_KEYS), figsize=(4 * len(CURVE_KEYS), 3))
-    for ax, key in zip(axes, CURVE_KEYS, strict=True):
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)
+    for ax, key in zip(axes[0], keys, strict=True):
         ax.plot(cols["step"], cols[key])
         ax.set_yscale("log")
         ax.set_title(key)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -71,20 +73,64 @@ def loss_keys(rng: jax.Array) -> dict[str, jax.Array]:
     return dict(zip(LOSS_KEYS, jax.random.split(rng, len(LOSS_KEYS)), strict=True))
 
 
+@dataclasses.dataclass(frozen=True)
+class LossOptions:
+    """The settings of the training objective, one value (docs/method.md, sections 3 and 9).
+
+    Attributes:
+      lambda_vlb, lambda_ls: loss weights (official 1e-4 and 0.2).
+      parametrization: what the network's first three channels predict, "eps" (official)
+        or "v" [ours]; see ``output_to_eps``.
+      mse_target: what L_simple and L_ls compare, "eps" (official: |eps - eps_hat|^2, which
+        for a v network is abar_t |v - v_hat|^2 and so all but vanishes at high noise, where
+        only the audio can tell the mouth) or "v" [ours]: |v - v_hat|^2, which weights the
+        x_0 error by SNR + 1 instead of SNR; needs ``parametrization="v"``.
+      motion_noise: [ours] if > 0, each example's motion frames get Gaussian noise of a
+        standard deviation drawn uniformly from [0, motion_noise] (``augment_motion``).
+      motion_dropout: [ours] probability of replacing an example's motion frames by the
+        identity (``drop_motion``), applied after the noise.
+      identity_relative: [ours] the network sees x_t - sqrt(abar_t) x_Id and a v target is
+        that of x_0 - x_Id (``network_input``); the losses on eps are unchanged.
+    """
+
+    lambda_vlb: float = 1e-4
+    lambda_ls: float = 0.2
+    parametrization: str = "eps"
+    mse_target: str = "eps"
+    motion_noise: float = 0.0
+    motion_dropout: float = 0.0
+    identity_relative: bool = False
+
+    def __post_init__(self):
+        if self.mse_target not in MSE_TARGETS:
+            raise ValueError(f"unknown mse_target {self.mse_target!r}; expected one of {MSE_TARGETS}")
+        if self.mse_target == "v" and self.parametrization != "v":
+            raise ValueError(
+                'mse_target "v" needs parametrization "v" (v from an eps network divides by sqrt(abar))'
+            )
+
+    @classmethod
+    def from_config(cls, config) -> LossOptions:
+        """The objective of an experiment config (its diffusion and train blocks)."""
+        d, t = config.diffusion, config.train
+        return cls(
+            lambda_vlb=float(d.lambda_vlb),
+            lambda_ls=float(d.lambda_ls),
+            parametrization=str(d.parametrization),
+            mse_target=str(d.mse_target),
+            motion_noise=float(t.motion_noise),
+            motion_dropout=float(t.motion_dropout),
+            identity_relative=bool(d.identity_relative),
+        )
+
+
 def diffusion_loss(
     params,
     model: nn.Module,
     schedule: Schedule,
     batch: dict[str, jax.Array],
     rng: jax.Array,
-    *,
-    lambda_vlb: float,
-    lambda_ls: float,
-    parametrization: str = "eps",
-    mse_target: str = "eps",
-    motion_noise: float = 0.0,
-    motion_dropout: float = 0.0,
-    identity_relative: bool = False,
+    options: LossOptions = LossOptions(),
     train: bool = True,
 ):
     """Mean loss over a batch and its terms.
@@ -97,31 +143,13 @@ def diffusion_loss(
         'audio' [B,2m_y+1,D] float32, 'mouth_box' [B,4] int32.
       rng: key for the timesteps, the noise, dropout and the motion augmentations
         (``loss_keys``).
-      lambda_vlb, lambda_ls: loss weights (docs/method.md, section 3).
-      parametrization: what the network's first three channels predict, "eps" (official)
-        or "v" [ours]; see ``output_to_eps``.
-      mse_target: what L_simple and L_ls compare, "eps" (official: |eps - eps_hat|^2, which
-        for a v network is abar_t |v - v_hat|^2 and so all but vanishes at high noise, where
-        only the audio can tell the mouth) or "v" [ours]: |v - v_hat|^2, which weights the
-        x_0 error by SNR + 1 instead of SNR; needs ``parametrization="v"``.
-      motion_noise: [ours] if > 0, each example's motion frames get Gaussian noise of a
-        standard deviation drawn uniformly from [0, motion_noise], so that the network
-        learns to take imperfect (its own, generated) motion frames; 0 (official) is off.
-      motion_dropout: [ours] probability of replacing an example's motion frames by the
-        identity (``drop_motion``), applied after the noise; 0 (official) is off.
-      identity_relative: [ours] the network sees x_t - sqrt(abar_t) x_Id and a v target is
-        that of x_0 - x_Id (``network_input``); the losses on eps are unchanged.
+      options: the objective's settings.
       train: dropout on.
 
     Returns:
       (loss, metrics) with scalar loss and the batch means of loss, simple, vlb, lip.
     """
-    if mse_target not in MSE_TARGETS:
-        raise ValueError(f"unknown mse_target {mse_target!r}; expected one of {MSE_TARGETS}")
-    if mse_target == "v" and parametrization != "v":
-        raise ValueError(
-            'mse_target "v" needs parametrization "v" (v from an eps network divides by sqrt(abar))'
-        )
+    o = options
     x_start = batch["target"]
     keys = loss_keys(rng)
     t = jax.random.randint(keys["timesteps"], (x_start.shape[0],), 0, schedule.num_steps)
@@ -129,9 +157,9 @@ def diffusion_loss(
     x_t = q_sample(schedule, x_start, t, noise)
     # Keys of their own, independent of the noise and dropout keys, so turning the
     # augmentations on leaves the timesteps, noise and dropout of a step unchanged.
-    motion = augment_motion(keys["motion_noise"], batch["motion"], motion_noise)
-    motion = drop_motion(keys["motion_dropout"], motion, batch["identity"], motion_dropout)
-    x_in = network_input(schedule, x_t, t, batch["identity"], identity_relative)
+    motion = augment_motion(keys["motion_noise"], batch["motion"], o.motion_noise)
+    motion = drop_motion(keys["motion_dropout"], motion, batch["identity"], o.motion_dropout)
+    x_in = network_input(schedule, x_t, t, batch["identity"], o.identity_relative)
     out = model.apply(
         {"params": params},
         x_in,
@@ -143,12 +171,21 @@ def diffusion_loss(
         rngs={"dropout": keys["dropout"]},
     )
     mse_pair = None
-    if mse_target == "v":
-        v_of = x_start - batch["identity"] if identity_relative else x_start
+    if o.mse_target == "v":
+        v_of = x_start - batch["identity"] if o.identity_relative else x_start
         mse_pair = (out[..., : x_start.shape[-1]].astype(jnp.float32), v_target(schedule, v_of, noise, t))
-    out = output_to_eps(schedule, out, x_in, t, parametrization)
+    out = output_to_eps(schedule, out, x_in, t, o.parametrization)
     terms = training_losses(
-        schedule, out, x_start, x_t, t, noise, batch["mouth_box"], lambda_vlb, lambda_ls, mse_pair=mse_pair
+        schedule,
+        out,
+        x_start,
+        x_t,
+        t,
+        noise,
+        batch["mouth_box"],
+        o.lambda_vlb,
+        o.lambda_ls,
+        mse_pair=mse_pair,
     )
     metrics = {k: v.mean() for k, v in terms.items()}
     return metrics["loss"], metrics

@@ -11,10 +11,17 @@ import optax
 
 from dheads_jax.diffusion import Schedule
 from dheads_jax.train import augment
-from dheads_jax.train.objective import diffusion_loss
+from dheads_jax.train.objective import LossOptions, diffusion_loss
 from dheads_jax.train.state import TrainState, ema_update
 
 AUGMENT_STREAM = 0x6175  # fold_in constant of the appearance augmentations' key
+
+
+def step_key_and_batch(base_key: jax.Array, step: jax.Array, batch: dict, train_config):
+    """A step's key, fold_in(base_key, step), and its batch with the appearance augmentations
+    of ``train_config`` (off unless it asks) drawn from a key stream of their own."""
+    key = jax.random.fold_in(base_key, step)
+    return key, augment.from_config(jax.random.fold_in(key, AUGMENT_STREAM), batch, train_config)
 
 
 def make_train_step(
@@ -33,21 +40,12 @@ def make_train_step(
     """
     base_key = jax.random.key(config.seed)
     ema_decay = float(config.optim.ema_decay)
-    loss_kw = dict(
-        lambda_vlb=config.diffusion.lambda_vlb,
-        lambda_ls=config.diffusion.lambda_ls,
-        parametrization=config.diffusion.parametrization,
-        mse_target=config.diffusion.mse_target,
-        identity_relative=bool(config.diffusion.get("identity_relative", False)),
-        motion_noise=float(config.train.motion_noise),
-        motion_dropout=float(config.train.motion_dropout),
-    )
+    loss_options = LossOptions.from_config(config)
 
     def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
-        key = jax.random.fold_in(base_key, state.step)
-        batch = augment.from_config(jax.random.fold_in(key, AUGMENT_STREAM), batch, config.train)
+        key, batch = step_key_and_batch(base_key, state.step, batch, config.train)
         grad_fn = jax.value_and_grad(diffusion_loss, has_aux=True)
-        (_, metrics), grads = grad_fn(state.params, model, schedule, batch, key, **loss_kw)
+        (_, metrics), grads = grad_fn(state.params, model, schedule, batch, key, loss_options)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         ema = ema_update(state.ema_params, params, ema_decay) if ema_decay > 0 else None

@@ -11,7 +11,7 @@ import pytest
 from configs import crema, lrw
 from dheads_jax.diffusion import build_schedule
 from dheads_jax.models import factory, timestep_embedding, unet
-from dheads_jax.train.objective import diffusion_loss
+from dheads_jax.train.objective import LossOptions, diffusion_loss
 from tests import helpers
 
 
@@ -72,9 +72,7 @@ def test_conditioning_reaches_the_output_after_training_steps():
 
     @jax.jit
     def step(params, opt_state, key):
-        grads, _ = jax.grad(diffusion_loss, has_aux=True)(
-            params, model, schedule, batch, key, lambda_vlb=1e-4, lambda_ls=0.2
-        )
+        grads, _ = jax.grad(diffusion_loss, has_aux=True)(params, model, schedule, batch, key, LossOptions())
         updates, opt_state = opt.update(grads, opt_state)
         return optax.apply_updates(params, updates), opt_state
 
@@ -251,9 +249,7 @@ def test_remat_changes_neither_the_output_nor_the_gradient():
         model = factory.build_unet(config)
 
         def loss(p, model=model):
-            return diffusion_loss(
-                p, model, schedule, batch, jax.random.key(0), lambda_vlb=1e-4, lambda_ls=0.2
-            )[0]
+            return diffusion_loss(p, model, schedule, batch, jax.random.key(0), LossOptions())[0]
 
         results.append(jax.jit(jax.value_and_grad(loss))(params))
     (l0, g0), *rematerialised = results

@@ -27,3 +27,15 @@ def test_sampling_options_read_the_ours_options():
         SamplingOptions.from_config(config, stepz=3)
     with pytest.raises(ValueError, match="unknown sampler"):
         SamplingOptions.from_config(config, sampler="euler")
+
+
+def test_other_steps_on_a_student_warn_that_its_timesteps_are_dropped(caplog):
+    config = test_config.get_config()
+    config.sampling.steps, config.sampling.timesteps = 2, (499, 999)  # a distilled student's own grid
+    assert SamplingOptions.from_config(config).timesteps == (499, 999)
+    assert SamplingOptions.from_config(config, steps=2).timesteps == (499, 999)
+    assert not caplog.records
+    with caplog.at_level("WARNING"):
+        opts = SamplingOptions.from_config(config, steps=4)
+    assert opts.timesteps == () and opts.steps == 4
+    assert "instead of the 2 this export was trained on" in caplog.text

@@ -8,14 +8,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dheads_jax import export, input_pipeline, media, parallel
+from dheads_jax import export, input_pipeline, media
 from dheads_jax.checkpointing import Checkpointer
-from dheads_jax.diffusion import ddim_step, output_to_eps, space_timesteps
+from dheads_jax.diffusion import ddim_step, distillation, output_to_eps, space_timesteps
 from dheads_jax.diffusion.gaussian import extract
 from dheads_jax.diffusion.schedule import cosine_betas
 from dheads_jax.models import factory
 from dheads_jax.sampling import SamplingOptions
-from dheads_jax.train import distill
+from dheads_jax.train import distill, rounds
 from tests import helpers
 
 TEACHER = helpers.OLD_EXPORT  # 4 DDIM steps, audio guidance 5, v
@@ -87,10 +87,10 @@ def consistent(schedule, dtype):
 
 def two_steps_against_one(parametrization, fixed, dtype):
     """(teacher's two DDIM steps, the student's one step onto x_tilde, x_tilde, fixed x0) for every j."""
-    plan = distill.Plan.create(T, 8, 4, steps_per_round=1, guidance=1.0)
+    plan = rounds.Plan.create(T, 8, 4, steps_per_round=1, guidance=1.0)
     assert plan.grids[0] == tuple(space_timesteps(T, 8)) and plan.grids[1] == plan.grids[0][1::2]
     options = chain_options(parametrization)
-    tables = distill.round_tables(plan, 0, options)
+    tables = rounds.round_tables(plan, 0, options)
     # The schedule the student's export samples with (its own timesteps, unpadded).
     student = options.replace(steps=4, timesteps=plan.grids[1]).make_schedule()
     np.testing.assert_array_equal(student.timesteps, tables.student.timesteps[:4])
@@ -111,13 +111,13 @@ def two_steps_against_one(parametrization, fixed, dtype):
         out = apply_fn(None, expected, jnp.take(teacher.timesteps, i), identity, None, audio)
         out = output_to_eps(teacher, out, expected, i, parametrization)
         expected, _ = ddim_step(teacher, out, expected, i, 0)
-    got = distill.teacher_steps(
-        apply_fn, None, teacher, z, 2 * j + 1, (identity, None, audio), parametrization=parametrization
+    got = distillation.teacher_ddim_steps(
+        apply_fn, None, teacher, z, 2 * j + 1, (identity, None, audio), chain_options(parametrization)
     )
     np.testing.assert_allclose(got, expected, atol=1e-6)
 
-    x_tilde = distill.x0_target(student, z, j, expected)
-    pred = distill.prediction_for_x0(student, x_tilde, z, j, parametrization)
+    x_tilde = distillation.x0_target(student, z, j, expected)
+    pred = distillation.prediction_for_x0(student, x_tilde, z, j, parametrization)
     out = output_to_eps(student, jnp.concatenate([pred, jnp.zeros_like(pred)], -1), z, j, parametrization)
     one_step, _ = ddim_step(student, out, z, j, jnp.zeros_like(z))
     return expected, one_step, x_tilde, fixed_x0
@@ -166,30 +166,28 @@ def test_the_teacher_target_is_the_guided_output():
             teacher, guided(expected, jnp.take(teacher.timesteps, i), audio), expected, i, "v"
         )
         expected, _ = ddim_step(teacher, out, expected, i, 0)
-    got = distill.teacher_steps(
+    got = distillation.teacher_ddim_steps(
         apply_fn,
         None,
         teacher,
         z,
         index,
         (identity, motion, audio),
-        parametrization="v",
-        audio_guidance=4.0,
-        null_audio=null,
+        options.replace(audio_guidance=4.0, null_audio=null),
     )
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
 def test_the_plan_halves_from_the_nearest_teacher_step_count():
-    assert distill.start_steps(100, 4, 1000) == 128 and distill.start_steps(10, 4, 1000) == 8
-    assert distill.start_steps(4, 4, 1000) == 8  # at least one round
-    assert distill.start_steps(4, 1, 1000) == 4
-    plan = distill.Plan.create(T, 16, 4, steps_per_round=10, guidance=5.0)
+    assert rounds.start_steps(100, 4, 1000) == 128 and rounds.start_steps(10, 4, 1000) == 8
+    assert rounds.start_steps(4, 4, 1000) == 8  # at least one round
+    assert rounds.start_steps(4, 1, 1000) == 4
+    plan = rounds.Plan.create(T, 16, 4, steps_per_round=10, guidance=5.0)
     assert [len(g) for g in plan.grids] == [16, 8, 4] and plan.total_steps == 20
     assert plan.grids[-1][-1] == T - 1  # every student starts from pure noise
     assert [plan.guidance(r) for r in range(2)] == [5.0, 1.0] and plan.round_of(19) == 1
     with pytest.raises(ValueError, match="2\\^k"):
-        distill.Plan.create(T, 12, 4, steps_per_round=1, guidance=1.0)
+        rounds.Plan.create(T, 12, 4, steps_per_round=1, guidance=1.0)
 
 
 def teacher_run_config(**distill_fields):
@@ -225,14 +223,14 @@ def test_an_unknown_lr_schedule_is_refused():
 def test_a_round_lowers_the_distance_to_the_two_step_target():
     config = teacher_run_config(student_steps=2, lr=5e-4)
     _, params, _ = export.load_export(TEACHER)
-    plan = distill.make_plan(config)
+    plan = rounds.make_plan(config)
     assert [len(g) for g in plan.grids] == [4, 2] and plan.audio_guidance == 5.0  # guided teacher
-    options = SamplingOptions.from_config(config, sampler="ddim")
+    options = SamplingOptions.from_config(config, sampler="ddim", eta=0.0)
     device = jax.devices()[0]  # everything committed to one device: one compiled step
-    tables = jax.device_put(distill.round_tables(plan, 0, options), device)
+    tables = jax.device_put(rounds.round_tables(plan, 0, options), device)
     model = factory.build_unet(config)
     tx = distill.distill_optimizer(config)
-    step = jax.jit(distill.make_distill_step(model, tx, config, plan.audio_guidance, options.null_audio))
+    step = jax.jit(distill.make_distill_step(model, tx, config, options))
     frames = input_pipeline.make_train_iterator(
         config, batch_size=4, process_index=0, process_count=1, dataset_dir=helpers.prepared_samples(config)
     )
@@ -281,23 +279,12 @@ def run_distill_in_process(workdir, stop_at=None):
     config.distill.lr = 1e-3
     config.train.log_every = 1
     config.train.checkpoint_every = 1000
-    previous = signal.getsignal(signal.SIGTERM)
-    make_mesh = parallel.make_mesh
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(parallel, "make_mesh", lambda mesh_config: make_mesh(mesh_config, jax.devices()[:2]))
-        if stop_at is not None:
-            log_round = distill.DistillLogger.log_round
 
-            def log_and_stop(self, step, *args):
-                log_round(self, step, *args)
-                if step == stop_at:
-                    os.kill(os.getpid(), signal.SIGTERM)
+    def stop(step):
+        if step == stop_at:
+            os.kill(os.getpid(), signal.SIGTERM)
 
-            patch.setattr(distill.DistillLogger, "log_round", log_and_stop)
-        try:
-            return distill.distill(config, TEACHER, str(workdir))
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+    return distill.distill(config, TEACHER, str(workdir), devices=jax.devices()[:2], on_step=stop)
 
 
 @pytest.fixture(scope="module")
@@ -332,10 +319,12 @@ def test_sigterm_and_rerun_continue_exactly(reference_run, tmp_path):
     _, exported, _ = export.load_export(str(workdir / "export"))
     for x, y in zip(jax.tree.leaves(exported), jax.tree.leaves(a["params"]), strict=True):
         np.testing.assert_array_equal(x, y)
-    rounds = [line.split(",") for line in open(workdir / "metrics.csv").read().splitlines()]
-    header = rounds[0]
-    steps = [int(r[0]) for r in rounds[1:]]
-    assert sorted(set(steps)) == list(range(1, 2 * STEPS_PER_ROUND + 1)) and "steps_per_s" in header
+    rows = [line.split(",") for line in open(workdir / "metrics.csv").read().splitlines()]
+    header = rows[0]
+    steps = [int(r[0]) for r in rows[1:]]
+    assert sorted(set(steps)) == list(range(1, 2 * STEPS_PER_ROUND + 1))
+    assert header == ["step", "grad_norm", "loss", "step_mse"]
+    assert (workdir / "loss_curve.png").exists()  # the shared logger draws distillation's curve too
 
 
 @pytest.mark.slow
@@ -398,20 +387,18 @@ def test_teacher_steps_relative_to_the_identity_equal_the_frame_space_steps(para
     fixed_x0 = jnp.asarray(rng.uniform(-0.9, 0.9, (4, 4, 3)), jnp.float32)
     index = jnp.asarray([5, 3, 1], jnp.int32)
     condition = (identity, None, audio)
-    plain = distill.teacher_steps(
-        analytic_teacher(parametrization, fixed_x0), None, teacher, z, index, condition,
-        parametrization=parametrization,
-    )  # fmt: skip
-    relative = distill.teacher_steps(
+    plain = distillation.teacher_ddim_steps(
+        analytic_teacher(parametrization, fixed_x0), None, teacher, z, index, condition, options
+    )
+    relative = distillation.teacher_ddim_steps(
         relative_teacher(parametrization, fixed_x0), None, teacher, z, index, condition,
-        parametrization=parametrization, identity_relative=True,
+        options.replace(identity_relative=True),
     )  # fmt: skip
     # float32: the top steps divide by sqrt(abar), so the two roundings differ by ~2e-5.
     np.testing.assert_allclose(relative, plain, atol=1e-4)
     np.testing.assert_allclose(relative[2], jnp.broadcast_to(fixed_x0, (4, 4, 3)), atol=1e-4)
     # The same network without the shift takes other steps.
-    unshifted = distill.teacher_steps(
-        relative_teacher(parametrization, fixed_x0), None, teacher, z, index, condition,
-        parametrization=parametrization,
-    )  # fmt: skip
+    unshifted = distillation.teacher_ddim_steps(
+        relative_teacher(parametrization, fixed_x0), None, teacher, z, index, condition, options
+    )
     assert float(jnp.abs(unshifted - plain).max()) > 1e-2

@@ -15,7 +15,7 @@ from PIL import Image
 from dheads_jax import export, parallel
 from dheads_jax.checkpointing import Checkpointer
 from dheads_jax.models import factory
-from dheads_jax.train import loop, monitor, optimizer
+from dheads_jax.train import loop, monitor, optimizer, runner
 from dheads_jax.train import state as state_lib
 from tests import helpers
 
@@ -44,7 +44,7 @@ def final_params(workdir, devices):
     tx = optimizer.make_optimizer(config.optim, config.train.num_steps)
     init_fn = loop.state_initializer(config, factory.build_unet(config), tx)
     abstract = jax.eval_shape(init_fn, jax.random.key(config.seed))
-    abstract = loop.with_shardings(abstract, parallel.tree_shardings(mesh, abstract))
+    abstract = runner.with_shardings(abstract, parallel.tree_shardings(mesh, abstract))
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
     state, config_dict, position = state_lib.restore_checkpoint(ckpt, abstract)
     return jax.device_get(state), config_dict, position

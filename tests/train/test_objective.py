@@ -10,7 +10,14 @@ from dheads_jax import diffusion as dd
 from dheads_jax.diffusion import gaussian
 from dheads_jax.imaging import rgb_to_luma
 from dheads_jax.models import factory
-from dheads_jax.train.objective import LOSS_KEYS, augment_motion, diffusion_loss, drop_motion, loss_keys
+from dheads_jax.train.objective import (
+    LOSS_KEYS,
+    LossOptions,
+    augment_motion,
+    diffusion_loss,
+    drop_motion,
+    loss_keys,
+)
 from tests import helpers
 
 S = dd.build_schedule("cosine", 1000)
@@ -24,20 +31,18 @@ def test_overfitting_one_batch_reduces_the_noise_loss():
     batch = helpers.random_batch(config, 2, seed=7)
     opt = optax.adam(3e-3)
     opt_state = opt.init(params)
-    loss_kw = dict(lambda_vlb=1e-4, lambda_ls=0.2)
+    options = LossOptions(lambda_vlb=1e-4, lambda_ls=0.2)
 
     @jax.jit
     def step(params, opt_state, key):
-        grads, _ = jax.grad(diffusion_loss, has_aux=True)(params, model, S, batch, key, **loss_kw)
+        grads, _ = jax.grad(diffusion_loss, has_aux=True)(params, model, S, batch, key, options)
         updates, opt_state = opt.update(grads, opt_state)
         return optax.apply_updates(params, updates), opt_state
 
     @jax.jit
     def evaluate(params):
         keys = jax.random.split(jax.random.key(99), 16)
-        losses = jax.vmap(lambda k: diffusion_loss(params, model, S, batch, k, train=False, **loss_kw)[1])(
-            keys
-        )
+        losses = jax.vmap(lambda k: diffusion_loss(params, model, S, batch, k, options, train=False)[1])(keys)
         return losses["simple"].mean()
 
     before = float(evaluate(params))
@@ -113,19 +118,12 @@ def test_the_loss_options_change_only_what_they_say():
             S,
             batch,
             key,
-            lambda_vlb=1e-4,
-            lambda_ls=0.2,
+            LossOptions(parametrization=p, motion_noise=m, motion_dropout=d, mse_target=mt),
             train=False,
-            parametrization=p,
-            motion_noise=m,
-            motion_dropout=d,
-            mse_target=mt,
         )[0],
         static_argnums=(0, 1, 2, 3),
     )
-    base = jax.jit(
-        lambda: diffusion_loss(params, model, S, batch, key, lambda_vlb=1e-4, lambda_ls=0.2, train=False)[0]
-    )()
+    base = jax.jit(lambda: diffusion_loss(params, model, S, batch, key, LossOptions(), train=False)[0])()
     assert float(loss("eps", 0.0)) == float(base)
     assert abs(float(loss("eps", 0.5)) - float(base)) > 1e-4
     assert abs(float(loss("v", 0.0)) - float(base)) > 1e-4
@@ -158,7 +156,7 @@ def test_identity_relative_loss_is_zero_for_a_perfect_denoiser_of_the_difference
     oracle = _DifferenceOracle(batch["target"], parametrization)
     kw = dict(lambda_vlb=0.0, lambda_ls=1.0, parametrization=parametrization, mse_target=mse_target)
     key = jax.random.key(6)
-    _, shifted = diffusion_loss(None, oracle, S, batch, key, identity_relative=True, **kw)
-    _, unshifted = diffusion_loss(None, oracle, S, batch, key, **kw)
+    _, shifted = diffusion_loss(None, oracle, S, batch, key, LossOptions(identity_relative=True, **kw))
+    _, unshifted = diffusion_loss(None, oracle, S, batch, key, LossOptions(**kw))
     assert float(shifted["simple"]) < 1e-8 and float(shifted["lip"]) < 1e-8
     assert float(unshifted["simple"]) > 1e-3

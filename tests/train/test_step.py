@@ -7,7 +7,7 @@ import pytest
 from dheads_jax import parallel
 from dheads_jax.diffusion import build_schedule
 from dheads_jax.models import factory
-from dheads_jax.train.objective import diffusion_loss
+from dheads_jax.train.objective import LossOptions, diffusion_loss
 from tests import helpers
 
 
@@ -35,15 +35,8 @@ def loss_grads(config, mesh, params):
     shardings = parallel.tree_shardings(mesh, params, min_size=256)
 
     def fn(p, batch, key):
-        return jax.value_and_grad(diffusion_loss, has_aux=True)(
-            p,
-            model,
-            schedule,
-            batch,
-            key,
-            lambda_vlb=config.diffusion.lambda_vlb,
-            lambda_ls=config.diffusion.lambda_ls,
-        )
+        options = LossOptions(lambda_vlb=config.diffusion.lambda_vlb, lambda_ls=config.diffusion.lambda_ls)
+        return jax.value_and_grad(diffusion_loss, has_aux=True)(p, model, schedule, batch, key, options)
 
     grad_fn = jax.jit(
         fn,
