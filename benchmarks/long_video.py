@@ -124,21 +124,9 @@ def main(argv):
                 identity, clip_id = held_out_identity(sampler)
             emb = audio_lib.encode_waveform(waveform, sampler.encoder.mel)
             jobs = [generate.Job(from_uint8(identity), emb, None, "", i) for i in range(FLAGS.copies)]
-            videos = np.zeros((FLAGS.copies, len(emb)) + identity.shape, np.uint8)
-            start = time.time()
-            for k, frames, _ in sampler.frames(jobs):
-                videos[:, k] = frames
-                if k % 125 == 124:
-                    rate = (k + 1) / (time.time() - start)
-                    logging.info(
-                        "%s stabilize=%s: frame %d/%d, %.2f frames/s, ETA %.0f s",
-                        path,
-                        stabilize,
-                        k + 1,
-                        len(emb),
-                        rate,
-                        (len(emb) - k - 1) / rate,
-                    )
+            progress = Progress(FLAGS.copies * len(emb), "frames", label=f"{path} stabilize={stabilize}")
+            progress.begin()
+            videos = sampler.collect(jobs, on_frames=lambda k, active, p=progress: p.update(int(active.sum())))
             o = sampler.options
             if "distillation" in sampler.meta.get("provenance", {}):
                 name = f"student {o.steps}"

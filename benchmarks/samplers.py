@@ -98,25 +98,17 @@ def sample_split(sampler: generate.Sampler, dataset: str, split: str, out_dir: s
     jobs, failed = generate.load_entries(sampler, request, entries)
     if failed or not jobs:
         raise RuntimeError(f"{dataset}: clips that cannot be sampled: {failed}")
-    writers = [media.make_writer(j.output, j.waveform) for j in jobs]
-    frames_done, start, first = 0, time.perf_counter(), None
-    try:
-        for k, frames, active in sampler.frames(jobs):
-            for writer, frame, on in zip(writers, frames, active, strict=True):
-                if on:
-                    writer.add(frame)
-            if k == 0:
-                first = time.perf_counter()
-            else:
-                frames_done += int(active.sum())
-        for w in writers:
-            w.close()
-    except BaseException:
-        for w in writers:
-            w.abort()
-        raise
-    end = time.perf_counter()
-    return dict(frames_per_s=frames_done / max(end - first, 1e-9), first_frame_s=first - start)
+    timing = dict(done=0, start=time.perf_counter(), first=None)
+
+    def frame_done(k, active):
+        if k == 0:
+            timing["first"] = time.perf_counter()
+        else:
+            timing["done"] += int(active.sum())
+
+    sampler.write(jobs, on_frames=frame_done)
+    end, first = time.perf_counter(), timing["first"]
+    return dict(frames_per_s=timing["done"] / max(end - first, 1e-9), first_frame_s=first - timing["start"])
 
 
 def passes_per_frame(options) -> int:

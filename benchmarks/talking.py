@@ -175,16 +175,9 @@ def real_crops(path: str, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 def sample(sampler: generate.Sampler, jobs: list[generate.Job], label: str) -> list[np.ndarray]:
     """uint8 [T_i, S, S, 3] per job, sampled as one batch (one compilation)."""
-    lengths = [len(j.audio) for j in jobs]
-    size = jobs[0].identity.shape[0]
-    out = [np.zeros((n, size, size, 3), np.uint8) for n in lengths]
-    progress = Progress(sum(lengths), "frames", label=label)
+    progress = Progress(sum(len(j.audio) for j in jobs), "frames", label=label)
     progress.begin()
-    for k, frames, active in sampler.frames(jobs):
-        for i in np.nonzero(active)[0]:
-            out[i][k] = frames[i]
-        progress.update(int(active.sum()))
-    return out
+    return sampler.collect(jobs, on_frames=lambda k, active: progress.update(int(active.sum())))
 
 
 def measure(video, waveform, segments, phones, identity=None, others=()) -> dict:

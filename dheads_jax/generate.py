@@ -201,6 +201,41 @@ class Sampler:
                 host = np.asarray(jax.device_get(frames))[: len(jobs)]
                 yield k, to_uint8(host), k < videos.lengths
 
+    def write(self, jobs: list[Job], upscale=None, length=None, batch_size=None, on_frames=None) -> list[str]:
+        """Samples one batch of jobs into their outputs (mp4, npy or a PNG folder, by the name).
+
+        Every output appears complete or not at all (``media`` writers abort on any error).
+
+        Args:
+          jobs, length, batch_size: as ``frames``.
+          upscale: resize the frames to this size on output.
+          on_frames: ``on_frames(k, active)`` after frame k of the batch is written.
+
+        Returns:
+          The paths written, in the order of ``jobs``.
+        """
+        with contextlib.ExitStack() as stack:
+            writers = [stack.enter_context(media.make_writer(j.output, j.waveform, upscale)) for j in jobs]
+            for k, frames, active in self.frames(jobs, length, batch_size):
+                for writer, frame, on in zip(writers, frames, active, strict=True):
+                    if on:
+                        writer.add(frame)
+                if on_frames:
+                    on_frames(k, active)
+        return [w.path for w in writers]
+
+    def collect(self, jobs: list[Job], length=None, batch_size=None, on_frames=None) -> list[np.ndarray]:
+        """Samples one batch of jobs into arrays: uint8 [T_i, S, S, 3] per job (``write``'s arguments)."""
+        size = self.image_size
+        out = [np.zeros((len(j.audio), size, size, 3), np.uint8) for j in jobs]
+        for k, frames, active in self.frames(jobs, length, batch_size):
+            for video, frame, on in zip(out, frames, active, strict=True):
+                if on:
+                    video[k] = frame
+            if on_frames:
+                on_frames(k, active)
+        return out
+
     def run(
         self,
         jobs: list[Job],
@@ -226,18 +261,8 @@ class Sampler:
             batch = jobs[b : b + batch_size]
             for j in batch:
                 media.remove_temporaries(j.output)
-            writers = [media.make_writer(j.output, j.waveform, upscale) for j in batch]
-            try:
-                for _, frames, active in self.frames(batch, length, batch_size):
-                    for writer, frame, on in zip(writers, frames, active, strict=True):
-                        if on:
-                            writer.add(frame)
-                    progress.update(int(active.sum()))
-                written += [w.close() for w in writers]
-            except BaseException:
-                for w in writers:
-                    w.abort()
-                raise
+            counted = lambda k, active: progress.update(int(active.sum()))  # noqa: E731
+            written += self.write(batch, upscale, length, batch_size, counted)
             if log_writes:
                 logging.info("wrote %s", ", ".join(j.output for j in batch))
         return written

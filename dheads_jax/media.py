@@ -291,7 +291,30 @@ def _upscale(frame: np.ndarray, size: int | None) -> np.ndarray:
     return imaging.resize(frame, size, "cubic")
 
 
-class Mp4Writer:
+class _Writer:
+    """A writer is a context manager: it closes (renames the result into place) when the block
+    ends normally and aborts (deletes what it wrote) when it raises, so nothing half-written is
+    ever left under the output's name. ``path`` is the output either way."""
+
+    path: str
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def close(self) -> str:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+
+class Mp4Writer(_Writer):
     """Streams uint8 RGB frames into an H.264 (yuv420p) mp4 with AAC audio muxed in.
 
     Audio (16 kHz mono float in [-1, 1]) is trimmed or zero-padded to exactly
@@ -382,7 +405,7 @@ class Mp4Writer:
             os.remove(self.tmp)
 
 
-class PngWriter:
+class PngWriter(_Writer):
     """Frames as frame_00000.png ... in a folder that appears only when complete."""
 
     def __init__(self, path: str, upscale: int | None = None):
@@ -408,7 +431,7 @@ class PngWriter:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-class NpyWriter:
+class NpyWriter(_Writer):
     """All frames as one uint8 [T, H, W, 3] .npy."""
 
     def __init__(self, path: str, upscale: int | None = None):

@@ -197,18 +197,14 @@ class VideoMaker:
         opening = "compiling for these sampling settings (once)" if first_use else "starting"
         if progress:
             progress(0, total, opening)
-        writer = media.make_writer(output, waveform, self.upscale)
-        try:
-            for _, frames, _ in sampler.frames([job], self.max_frames, 1):
-                writer.add(frames[0])
-                tracker.update(1)
-                if progress:
-                    progress(tracker.done, total, tracker.speed(", ") if tracker.has_rate else opening)
-            path = writer.close()
-            self._compiled.add(options)
-        except BaseException:
-            writer.abort()
-            raise
+
+        def frame_done(k, active):
+            tracker.update(1)
+            if progress:
+                progress(tracker.done, total, tracker.speed(", ") if tracker.has_rate else opening)
+
+        (path,) = sampler.write([job], self.upscale, self.max_frames, 1, frame_done)
+        self._compiled.add(options)
         logging.info("wrote %s (%d frames, %s)", path, total, options.sampler)
         return path
 
