@@ -60,11 +60,17 @@ SAMPLING_HELP = {
     "sampler": "ddpm (official), ddim, or dpmpp (DPM-Solver++(2M), deterministic, few steps).",
     "eta": "DDIM noise scale (0 is deterministic).",
     "audio_guidance": "[ours] classifier-free guidance scale on the audio, silence as the null; 1 is off.",
+    "guidance_region": "[ours] guide only inside this box: top,bottom,left,right fractions of the frame.",
     "shared_noise": "[ours] every frame of a video starts from the same noise; off draws fresh noise per frame.",
     "stabilize": "Put the identity into the oldest motion slot every stabilize_every frames.",
     "stabilize_every": "Period of --stabilize in frames.",
 }
-DEFINE_BY_TYPE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float}
+DEFINE_BY_TYPE = {
+    bool: flags.DEFINE_bool,
+    int: flags.DEFINE_integer,
+    float: flags.DEFINE_float,
+    tuple: flags.DEFINE_list,
+}
 for _name in OVERRIDABLE:
     _default = default_config.get_config().sampling[_name]
     DEFINE_BY_TYPE.get(type(_default), flags.DEFINE_string)(

@@ -27,7 +27,6 @@ import glob
 import os
 import platform
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -35,12 +34,12 @@ if ROOT not in sys.path:
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
+from absl import app, flags  # noqa: E402
 
 from dheads_jax import generate, media  # noqa: E402
 from dheads_jax.data import audio as audio_lib  # noqa: E402
 from dheads_jax.imaging import from_uint8  # noqa: E402
-from dheads_jax.progress import quiet_library_logs  # noqa: E402
+from dheads_jax.progress import Progress, quiet_library_logs  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("exports", None, "Exports to compare (a teacher and its students).")
@@ -126,7 +125,9 @@ def main(argv):
             jobs = [generate.Job(from_uint8(identity), emb, None, "", i) for i in range(FLAGS.copies)]
             progress = Progress(FLAGS.copies * len(emb), "frames", label=f"{path} stabilize={stabilize}")
             progress.begin()
-            videos = sampler.collect(jobs, on_frames=lambda k, active, p=progress: p.update(int(active.sum())))
+            videos = sampler.collect(
+                jobs, on_frames=lambda k, active, p=progress: p.update(int(active.sum()))
+            )
             o = sampler.options
             if "distillation" in sampler.meta.get("provenance", {}):
                 name = f"student {o.steps}"

@@ -102,6 +102,7 @@ flags.DEFINE_enum("sampler", None, ["ddpm", "ddim", "dpmpp"], "Override the expo
 flags.DEFINE_integer("steps", None, "Override the export's steps per frame.")
 flags.DEFINE_float("eta", None, "Override the export's DDIM eta.")
 flags.DEFINE_float("audio_guidance", None, "Override the export's audio guidance.")
+flags.DEFINE_list("guidance_region", None, "Override the export's guidance region (top,bottom,left,right).")
 
 COLUMNS = [
     ("video", "", 34),
@@ -261,7 +262,11 @@ def main(argv):
         raise app.UsageError(f"unknown speech {unknown}; known: {', '.join(SPEECH)}")
     export_dir = FLAGS.export or bundled.default_export()
     overrides = dict(
-        sampler=FLAGS.sampler, steps=FLAGS.steps, eta=FLAGS.eta, audio_guidance=FLAGS.audio_guidance
+        sampler=FLAGS.sampler,
+        steps=FLAGS.steps,
+        eta=FLAGS.eta,
+        audio_guidance=FLAGS.audio_guidance,
+        guidance_region=FLAGS.guidance_region,
     )
     base = generate.Sampler.from_export(export_dir, overrides)
     if base.encoder.mel is None:
@@ -357,7 +362,8 @@ def main(argv):
         "# benchmarks/talking.py: does the face talk? held-out photos x held-out speech, and real GRID videos",
         common.machine_line(),
         f"export: {os.path.relpath(export_dir, ROOT)} ({size} px; sampler {base.options.sampler}, "
-        f"{base.options.steps} steps, eta {base.options.eta}, audio guidance {base.options.audio_guidance}); "
+        f"{base.options.steps} steps, eta {base.options.eta}, audio guidance {base.options.audio_guidance}"
+        f"{' in ' + str(base.options.guidance_region) if base.options.guidance_region else ''}); "
         f"seeds {seeds} (a row is their mean); sampling {sampling_fps:.2f} frames/s",
         f"photos: {os.path.relpath(FLAGS.photos, ROOT)} ({len(photos)}); speech: {', '.join(names)}; "
         f"{len(pairs)} pairs",

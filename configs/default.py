@@ -143,6 +143,10 @@ def get_config():
     # pred(silence) + g (pred(audio) - pred(silence)); 1.0 (official) is off, > 1 exaggerates
     # what the audio does to the frame at the cost of a second network pass.
     config.sampling.audio_guidance = 1.0
+    # [ours] () guides the whole frame; a (top, bottom, left, right) box in fractions of the
+    # side guides only there (soft-edged), e.g. the mouth's, so that guidance strong enough to
+    # open the mouth leaves the rest of the face as the conditional model draws it.
+    config.sampling.guidance_region = ()
     # [ours] every frame of a video starts from the same noise draw (frame 0's), so that with
     # DDIM (eta 0) consecutive frames differ only through the audio and the motion frames;
     # False (official) draws fresh noise for every frame, which a small model shows as flicker.

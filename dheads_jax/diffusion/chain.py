@@ -35,6 +35,7 @@ class ChainOptions(Protocol):
     identity_relative: bool
     audio_guidance: float
     null_audio: tuple[float, ...] | None
+    guidance_region: tuple[float, ...]
 
 
 def frame_keys(key: jax.Array, video_ids: jax.Array, frame) -> jax.Array:
@@ -79,14 +80,26 @@ def reverse_step(sampler: str, eta: float):
     return functools.partial(ddim_step, eta=eta)
 
 
+def region_weight(region: tuple[float, ...], size: int, feather: float = 0.05) -> jax.Array:
+    """[size, size, 1] weights: 1 inside the box ``region`` (top, bottom, left, right as
+    fractions of the side), 0 outside, falling linearly over ``feather`` of the side across
+    its edges so that no seam is drawn into the frame."""
+    top, bottom, left, right = region
+    pos = (jnp.arange(size, dtype=jnp.float32) + 0.5) / size
+    ramp = lambda lo, hi: jnp.clip(jnp.minimum(pos - lo, hi - pos) / feather + 0.5, 0.0, 1.0)  # noqa: E731
+    return (ramp(top, bottom)[:, None] * ramp(left, right)[None, :])[..., None]
+
+
 def guided_output(
-    apply_fn: ApplyFn, params, x_t, timesteps, identity, motion, audio, null_audio, scale: float
+    apply_fn: ApplyFn, params, x_t, timesteps, identity, motion, audio, null_audio, scale: float, region=()
 ):
     """The network output with classifier-free guidance on the audio [ours].
 
-    pred = pred(null) + scale * (pred(audio) - pred(null)) on the prediction channels (eps
-    or v: ``output_to_eps`` is affine in the prediction, so guiding either is the same),
-    the variance channels from the audio-conditioned pass. Both passes run as one batch.
+    pred = pred(audio) + (scale - 1) w (pred(audio) - pred(null)) on the prediction channels
+    (eps or v: ``output_to_eps`` is affine in the prediction, so guiding either is the same),
+    the variance channels from the audio-conditioned pass; w is 1 everywhere (the usual
+    pred(null) + scale (pred(audio) - pred(null))) or, with a ``region``, the weight map of
+    ``region_weight``, so that only the mouth's box is guided. Both passes run as one batch.
     ``scale`` 1 is the plain conditional output (one pass, the official sampler).
 
     Args:
@@ -94,6 +107,7 @@ def guided_output(
       x_t, timesteps, identity, motion, audio: as ``apply_fn``.
       null_audio: [D] the embedding of silence that stands for "no audio"; unused at scale 1.
       scale: the guidance scale.
+      region: () or the guided box (top, bottom, left, right) in fractions of the frame.
 
     Returns:
       [B, H, W, 6] float32.
@@ -108,7 +122,11 @@ def guided_output(
     )
     cond, uncond = out[:b], out[b:]
     half = out.shape[-1] // 2
-    guided = uncond[..., :half] + scale * (cond[..., :half] - uncond[..., :half])
+    diff = cond[..., :half] - uncond[..., :half]
+    if region:
+        guided = cond[..., :half] + (scale - 1.0) * region_weight(tuple(region), x_t.shape[1]) * diff
+    else:
+        guided = uncond[..., :half] + scale * diff
     return jnp.concatenate([guided, cond[..., half:]], axis=-1)
 
 
@@ -170,6 +188,7 @@ def sample_frame(
             audio,
             options.null_audio,
             options.audio_guidance,
+            options.guidance_region,
         )
         out = output_to_eps(schedule, out, x_in, t_index, options.parametrization)
         x_prev, x0 = step_fn(schedule, out, x, t_index, x0_prev if multistep else step_noise(keys, j, shape))

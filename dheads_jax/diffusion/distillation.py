@@ -96,6 +96,7 @@ def teacher_ddim_steps(
             audio,
             options.null_audio,
             options.audio_guidance,
+            options.guidance_region,
         )
         out = output_to_eps(teacher, out, z_in, t, options.parametrization)
         z, _ = ddim_step(teacher, out, z, t, zeros, eta=0.0)

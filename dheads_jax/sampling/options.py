@@ -19,7 +19,16 @@ from dheads_jax.diffusion.gaussian import PARAMETRIZATIONS
 from dheads_jax.diffusion.schedule import Schedule, build_schedule, get_betas, make_schedule, respaced_betas
 
 # The config.sampling fields a command may override.
-OVERRIDABLE = ("steps", "sampler", "eta", "audio_guidance", "shared_noise", "stabilize", "stabilize_every")
+OVERRIDABLE = (
+    "steps",
+    "sampler",
+    "eta",
+    "audio_guidance",
+    "guidance_region",
+    "shared_noise",
+    "stabilize",
+    "stabilize_every",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +58,8 @@ class SamplingOptions:
         another count drops them (the official respacing of that count).
       identity_relative: [ours] the network sees x_t - sqrt(abar_t) x_Id (the model's
         ``diffusion.identity_relative``; ``dheads_jax.diffusion.network_input``).
+      guidance_region: [ours] () guides the whole frame; a box (top, bottom, left, right in
+        fractions of the side) guides only there, with soft edges (``chain.region_weight``).
     """
 
     sampler: str
@@ -66,6 +77,7 @@ class SamplingOptions:
     num_timesteps: int
     timesteps: tuple[int, ...] = ()
     identity_relative: bool = False
+    guidance_region: tuple[float, ...] = ()
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
@@ -79,6 +91,10 @@ class SamplingOptions:
         if self.audio_guidance != 1.0 and self.null_audio is None:
             raise ValueError(
                 f"audio_guidance {self.audio_guidance} needs null_audio (the embedding of silence)"
+            )
+        if self.guidance_region and len(self.guidance_region) != 4:
+            raise ValueError(
+                f"guidance_region must be () or (top, bottom, left, right), got {self.guidance_region}"
             )
         if self.timesteps and (
             len(self.timesteps) != self.steps
@@ -151,6 +167,7 @@ class SamplingOptions:
             num_timesteps=int(config.diffusion.num_timesteps),
             timesteps=timesteps,
             identity_relative=bool(config.diffusion.identity_relative),
+            guidance_region=tuple(float(v) for v in s["guidance_region"]),
         )
 
     def replace(self, **changes) -> SamplingOptions:

@@ -126,3 +126,30 @@ def test_dpmpp_first_order_is_ddim_and_its_second_order_uses_the_previous_predic
     with pytest.raises(ValueError, match="unknown sampler"):
         make_options(sampler="dpm")
     assert make_options(sampler="dpmpp").sampler == "dpmpp"
+
+
+def test_guidance_in_a_region_leaves_the_rest_of_the_frame_unguided():
+    """[ours] With a region, pred(audio) + (g - 1) w (pred(audio) - pred(null)): full guidance
+    inside the box, none outside, a linear ramp across its edges."""
+
+    def toy(params, x_t, t, identity, motion, audio):
+        a = audio.mean(axis=(1, 2))[:, None, None, None]
+        return jnp.concatenate([x_t * 0.5 + a, x_t * 0.0 + 2.0 * a], axis=-1)
+
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(1, 40, 40, 3)), jnp.float32)
+    audio, null = jnp.asarray([[[1.0, 1.0]]]), jnp.asarray([-1.0, -1.0])
+    args = (None, x, jnp.array([5]), x, x[:, None], audio)
+    region = (0.5, 1.0, 0.25, 0.75)  # rows 20-39, columns 10-29; the ramp is 2 pixels wide
+    everywhere = np.asarray(sampling.guided_output(toy, *args, null, 4.0))
+    boxed = np.asarray(sampling.guided_output(toy, *args, null, 4.0, region))
+    plain = np.asarray(toy(*args))
+    np.testing.assert_allclose(boxed[0, 22:38, 12:28], everywhere[0, 22:38, 12:28], rtol=1e-6)  # inside
+    np.testing.assert_array_equal(boxed[0, :19], plain[0, :19])  # above the box and its ramp
+    np.testing.assert_array_equal(boxed[0, :, :9], plain[0, :, :9])
+    ratio = lambda r: (
+        (boxed[0, r, 20, 0] - plain[0, r, 20, 0]) / (everywhere[0, r, 20, 0] - plain[0, r, 20, 0])
+    )  # noqa: E731
+    np.testing.assert_allclose([ratio(19), ratio(20)], [0.25, 0.75], atol=1e-4)  # across the top edge
+    np.testing.assert_array_equal(boxed[..., 3:], plain[..., 3:])  # variance from the audio pass
+    weight = np.asarray(sampling.region_weight(region, 40))
+    assert weight.shape == (40, 40, 1) and weight.max() == 1.0 and weight.min() == 0.0
