@@ -34,7 +34,9 @@ def test_mel_shapes_determinism_and_timing():
     np.testing.assert_allclose(emb[:9], silence, atol=1e-4)  # the tone does not leak 1 frame early
     # Within a frame, sub-frames keep 10 ms timing: the 1 kHz band peaks in the tone's frames.
     band = emb.reshape(25, 4, 64)[10].mean(0).argmax()
-    mel_freqs = audio.librosa.mel_frequencies(n_mels=66, fmin=0, fmax=8000)[1:-1]
+    import librosa
+
+    mel_freqs = librosa.mel_frequencies(n_mels=66, fmin=0, fmax=8000)[1:-1]
     assert abs(mel_freqs[band] - 1000) < 150
     # A remainder of fewer than 640 samples gets no frame.
     assert audio.encode_waveform(np.zeros(640 * 3 + 639), audio.MelParams(8, 1)).shape == (3, 8)
