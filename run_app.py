@@ -8,11 +8,9 @@ unless --host says otherwise, and needs no network. --checkpoint is an old name 
 --export. Needs the app extra: pip install -e ".[app]".
 """
 
-import sys
+from absl import app, flags
 
-from absl import app, flags, logging
-
-from dheads_jax.progress import quiet_library_logs
+from dheads_jax.cli import app as app_command
 
 flags.DEFINE_string("export", None, "An export folder (default: the bundled model).")
 flags.DEFINE_alias("checkpoint", "export")
@@ -21,41 +19,6 @@ flags.DEFINE_integer("port", 7860, "TCP port.")
 flags.DEFINE_float("max_seconds", 60.0, "The longest audio a job may have, in seconds.")
 flags.DEFINE_integer("upscale", None, "Resize frames to this size on output (default: the model's).")
 flags.DEFINE_string("output_dir", None, "Where videos are kept (default: a new temporary folder).")
-FLAGS = flags.FLAGS
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    quiet_library_logs()
-    from dheads_jax import bundled, generate, webapp
-
-    try:
-        export_dir = FLAGS.export
-        if not export_dir:
-            export_dir = bundled.default_export()
-            logging.info("no --export: using the bundled model %s", export_dir)
-        maker = webapp.VideoMaker(export_dir, FLAGS.output_dir, FLAGS.max_seconds, FLAGS.upscale)
-    except (bundled.NoBundledModel, *generate.EXPECTED_ERRORS) as e:
-        print(f"run_app.py: {e}", file=sys.stderr)
-        return 1
-    logging.info(
-        "compiling the frame step (%d px, %d steps)", maker.sampler.image_size, maker.sampler.options.steps
-    )
-    logging.info("compiled in %.1f s", maker.warm_up())
-    try:
-        demo = webapp.launch(maker, FLAGS.host, FLAGS.port, block=False)
-    except OSError as e:
-        reason = str(e).split(". ")[0]
-        print(
-            f"run_app.py: cannot serve on {FLAGS.host}:{FLAGS.port} ({reason}); try another --port",
-            file=sys.stderr,
-        )
-        return 1
-    logging.info("serving on http://%s:%d (videos in %s)", FLAGS.host, FLAGS.port, maker.output_dir)
-    demo.block_thread()
-    return 0
-
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(app_command.main)

@@ -10,13 +10,10 @@ evaluates its share of the videos; process 0 merges them and writes the same rep
 ``--output``; bad input is one line on stderr and exit status 1.
 """
 
-import os
-import sys
-
 from absl import app, flags
 
 from dheads_jax import distributed
-from dheads_jax.progress import quiet_library_logs
+from dheads_jax.cli import evaluate
 
 flags.DEFINE_string("generated", None, "Folder of generated videos (searched recursively).")
 flags.DEFINE_string("reference", None, "Prepared dataset folder or folder of ground-truth videos.")
@@ -26,39 +23,6 @@ flags.DEFINE_integer("fid_frames_per_video", 16, "Evenly spaced frames per video
 flags.DEFINE_bool("fvd", True, "Compute FVD (I3D on the CPU takes about 2 s per 16-frame clip).")
 flags.DEFINE_bool("fid", True, "Compute FID (needs torch: pip install -e .[eval]).")
 distributed.define_flags()
-FLAGS = flags.FLAGS
-
-
-def main(argv):
-    quiet_library_logs()
-    if len(argv) > 1:
-        print(f"run_evaluate.py: unexpected arguments {argv[1:]}", file=sys.stderr)
-        return 2
-    missing = [n for n in ("generated", "reference", "output") if not getattr(FLAGS, n)]
-    if missing:
-        print(f"run_evaluate.py: --{', --'.join(missing)} required", file=sys.stderr)
-        return 2
-    distributed.initialize()
-    from dheads_jax import evaluate
-
-    try:
-        result = evaluate.evaluate(
-            FLAGS.generated,
-            FLAGS.reference,
-            FLAGS.output,
-            FLAGS.split,
-            fvd=FLAGS.fvd,
-            fid=FLAGS.fid,
-            fid_frames_per_video=FLAGS.fid_frames_per_video,
-        )
-    except evaluate.EvaluationError as e:
-        print(f"run_evaluate.py: {e}", file=sys.stderr)
-        return 1
-    print(f"{result['num_videos']} videos evaluated; report: {os.path.join(FLAGS.output, 'report.md')}")
-    for reason in result["not_computed"].values():
-        print(reason)
-    return 0
-
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(evaluate.main)

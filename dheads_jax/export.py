@@ -126,9 +126,7 @@ def read_meta(export_dir: str) -> dict:
     if not os.path.isdir(export_dir):
         raise ExportError(f"{export_dir}: no such export folder")
     if not os.path.exists(path):
-        raise ExportError(
-            f"{export_dir}: not an export (no {META_NAME}); make one with run_sample.py --export_from"
-        )
+        raise ExportError(f"{export_dir}: not an export (no {META_NAME}); make one with run_export.py")
     try:
         with open(path, encoding="utf-8") as f:
             meta = json.load(f)

@@ -13,24 +13,25 @@ model is there.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
+from absl import app, flags
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 GRID = os.path.join(ROOT, "data", "samples", "grid")
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+flags.DEFINE_string("export", None, "An export folder (default: the bundled model).")
+flags.DEFINE_string("output", os.path.join(ROOT, "docs", "app.png"), "The screenshot to write (PNG).")
+flags.DEFINE_integer("upscale", None, "run_app.py --upscale.")
+flags.DEFINE_integer("width", 1280, "Browser window width in pixels.")
+flags.DEFINE_integer("height", 900, "Browser window height in pixels.")
+FLAGS = flags.FLAGS
 
 
 def untrained_export(folder: str) -> str:
@@ -114,19 +115,15 @@ def screenshot(url: str, face: str, speech: str, output: str, width: int, height
         driver.quit()
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--export", help="An export folder (default: the bundled model).")
-    parser.add_argument("--output", default=os.path.join(ROOT, "docs", "app.png"))
-    parser.add_argument("--upscale", type=int, default=None, help="run_app.py --upscale.")
-    parser.add_argument("--width", type=int, default=1280)
-    parser.add_argument("--height", type=int, default=900)
-    args = parser.parse_args()
+def main(argv) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    upscale = FLAGS.upscale
     for name in ("chromium", "chromedriver"):
         if not shutil.which(name):
             sys.exit(f"app_screenshot.py: {name} not found (apt-get install chromium chromium-driver)")
     with tempfile.TemporaryDirectory(prefix="app_screenshot_") as folder:
-        export_dir = args.export
+        export_dir = FLAGS.export
         if not export_dir:
             from dheads_jax import bundled
 
@@ -137,18 +134,20 @@ def main() -> int:
                     "app_screenshot.py: no bundled model; using an untrained test export (its video is noise)"
                 )
                 export_dir = untrained_export(folder)
-                args.upscale = args.upscale or 256
+                upscale = upscale or 256
         face, speech = make_inputs(folder)
+        from dheads_jax.distributed import free_port
+
         port = free_port()
-        app = start_app(export_dir, port, args.upscale, os.path.join(folder, "app.log"))
+        server = start_app(export_dir, port, upscale, os.path.join(folder, "app.log"))
         try:
-            screenshot(f"http://127.0.0.1:{port}", face, speech, args.output, args.width, args.height)
+            screenshot(f"http://127.0.0.1:{port}", face, speech, FLAGS.output, FLAGS.width, FLAGS.height)
         finally:
-            app.terminate()
-            app.wait(timeout=30)
-    print(f"wrote {args.output}")
+            server.terminate()
+            server.wait(timeout=30)
+    print(f"wrote {FLAGS.output}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    app.run(main)

@@ -10,15 +10,9 @@
 # the teacher's lip sync and image quality at 4 network passes a frame instead of 20
 # (docs/samplers/README.md has the measurements).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-VENV="${VENV:-.venv}"
+source "$(dirname "$0")/env.sh" eval
 OUT="${OUT:-demo_output}"
 DISTILL="${DISTILL:-1}"
-if [ ! -x "$VENV/bin/python" ]; then
-  python3 -m venv "$VENV"
-fi
-"$VENV/bin/python" -m pip install --quiet -c constraints-cpu.txt -e ".[eval]"
-PY="$VENV/bin/python"
 export JAX_PLATFORMS=cpu
 
 N=$([ "$DISTILL" = 1 ] && echo 5 || echo 4)

@@ -30,13 +30,14 @@ noise (numpy seed 0) at 5 dB SNR (signal and noise power over the whole clip).
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+
+from absl import app, flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -53,6 +54,17 @@ from dheads_jax.metrics import talking  # noqa: E402
 PHOTOS = os.path.join(ROOT, "data", "samples", "photos")
 SPEECH = os.path.join(ROOT, "data", "samples", "speech")
 ALIGN = os.path.join(SPEECH, "align")
+
+flags.DEFINE_string("mahotas", None, "The unpacked mahotas wheel (its demo photo).", required=True)
+flags.DEFINE_string("openclipart", None, "Debian's openclipart-svg unpacked (two SVGs).", required=True)
+flags.DEFINE_string(
+    "pocketsphinx_testdata", None, "Debian's pocketsphinx-testdata unpacked (LibriVox clips).", required=True
+)
+flags.DEFINE_string("cremad", None, "A folder with CREMA-D clip 1001_DFA_NEU_XX.flv.", required=True)
+flags.DEFINE_string("grid_other", None, "A folder with the four original GRID clips.", required=True)
+flags.DEFINE_string("pocketsphinx_python", None, "A Python with pocketsphinx (phone alignments).")
+flags.DEFINE_bool("skip_photos", False, "Make the speech only.")
+FLAGS = flags.FLAGS
 
 ESPEAK = {
     "fr_espeak": ("fr", "Bonjour mon petit ami, puis-je boire un peu de bière?"),
@@ -306,29 +318,22 @@ def make_speech(args) -> None:
         )
 
 
-def main() -> None:
-    if sys.argv[1:2] == ["--espeak_events"]:  # internal: one synthesis in a fresh process
-        voice, text, out = sys.argv[2:5]
-        samples, rate, events = espeak_phonemes(voice, text)
-        np.savez(
-            out, samples=samples, rate=rate, starts=[e[0] for e in events], labels=[e[1] for e in events]
-        )
-        return
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--mahotas", required=True)
-    parser.add_argument("--openclipart", required=True)
-    parser.add_argument("--pocketsphinx_testdata", required=True)
-    parser.add_argument("--cremad", required=True)
-    parser.add_argument("--grid_other", required=True)
-    parser.add_argument("--pocketsphinx_python", default=None)
-    parser.add_argument("--skip_photos", action="store_true")
-    args = parser.parse_args()
-    if not args.skip_photos:
-        make_photos(args)
-    make_speech(args)
+def write_espeak_events(voice: str, text: str, out: str) -> None:
+    """One synthesis with its phoneme events, saved to ``out`` (.npz); run in a fresh process."""
+    samples, rate, events = espeak_phonemes(voice, text)
+    np.savez(out, samples=samples, rate=rate, starts=[e[0] for e in events], labels=[e[1] for e in events])
+
+
+def main(argv) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not FLAGS.skip_photos:
+        make_photos(FLAGS)
+    make_speech(FLAGS)
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--espeak_events"]:  # internal: make_espeak's child process
+        write_espeak_events(*sys.argv[2:5])
+    else:
+        app.run(main)

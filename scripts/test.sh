@@ -3,12 +3,7 @@
 # extras, checks lint, formatting and the import layers, runs the test suite on CPU.
 #   bash scripts/test.sh [extra pytest args]     e.g. -m "not slow" for a quick loop
 set -euo pipefail
-cd "$(dirname "$0")/.."
-VENV="${VENV:-.venv}"
-if [ ! -x "$VENV/bin/python" ]; then
-  python3 -m venv "$VENV"
-fi
-"$VENV/bin/python" -m pip install --quiet -c constraints-cpu.txt -e ".[test,data,eval,torch,beam,app]"
+source "$(dirname "$0")/env.sh" test,data,eval,torch,beam,app
 if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
   echo "browser tests: will run in headless $(command -v chromium) with $(command -v chromedriver)"
 else

@@ -125,7 +125,7 @@ def test_run_app_rejects_a_bad_export_in_one_line(tmp_path):
     proc = helpers.run_command("run_app.py", f"--checkpoint={tmp_path}", "--port=1", timeout=300)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1] == (
-        f"run_app.py: {tmp_path}: not an export (no export.json); make one with run_sample.py --export_from"
+        f"run_app.py: {tmp_path}: not an export (no export.json); make one with run_export.py"
     )
 
 

@@ -19,7 +19,6 @@ line on stderr with exit status 1, and nothing is left at ``--output``.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib
 import importlib.util
@@ -32,8 +31,9 @@ from collections.abc import Mapping
 
 import ml_collections
 import numpy as np
+from absl import flags
 
-from dheads_jax.convert import mapping
+from dheads_jax.convert import command, mapping
 
 KNOWN_CONFIGS = {
     "crema": "colour-motion U-Net (12 input channels, the released CREMA model)",
@@ -300,21 +300,31 @@ def convert_checkpoint(
     return provenance
 
 
+def define_flags(values: flags.FlagValues) -> None:
+    """The flags of ``python -m dheads_jax.convert``, on ``values``."""
+    flags.DEFINE_string(
+        "torch_checkpoint", None, "crema_script.pt, a Lightning .ckpt, ...", required=True, flag_values=values
+    )
+    flags.DEFINE_string("output", None, "The export folder to write.", required=True, flag_values=values)
+    flags.DEFINE_string(
+        "config", "crema", "crema (default), lrw, or a path to a config .py", flag_values=values
+    )
+    flags.DEFINE_bool(
+        "allow_pickle",
+        False,
+        "Let torch.load unpickle arbitrary Python objects (trusted files only).",
+        flag_values=values,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit status (errors are one line on stderr)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m dheads_jax.convert",
-        description="Convert the authors' PyTorch Diffused Heads U-Net to a dheads_jax export.",
+    args = command.parse(
+        "python -m dheads_jax.convert",
+        "Convert the authors' PyTorch Diffused Heads U-Net to a dheads_jax export.",
+        argv,
+        define_flags,
     )
-    parser.add_argument("--torch_checkpoint", required=True, help="crema_script.pt, a Lightning .ckpt, ...")
-    parser.add_argument("--output", required=True, help="The export folder to write.")
-    parser.add_argument("--config", default="crema", help="crema (default), lrw, or a path to a config .py")
-    parser.add_argument(
-        "--allow_pickle",
-        action="store_true",
-        help="Let torch.load unpickle arbitrary Python objects (trusted files only).",
-    )
-    args = parser.parse_args(argv)
     try:
         facts = convert_checkpoint(args.torch_checkpoint, args.output, args.config, args.allow_pickle)
     except ConvertError as e:

@@ -20,13 +20,14 @@ PyTorch is an optional dependency: ``pip install -e .[torch]``. The embeddings a
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import warnings
 
 import numpy as np
+from absl import flags
 
+from dheads_jax.convert import command
 from dheads_jax.media import SAMPLES_PER_FRAME
 
 WINDOW = 3200
@@ -119,15 +120,20 @@ def sda_embeddings(waveform_16k: np.ndarray, encoder_path: str) -> np.ndarray:
     return encode_windows(torch, encoder, frames)
 
 
+def define_flags(values: flags.FlagValues) -> None:
+    """The flags of ``python -m dheads_jax.convert.sda``, on ``values``."""
+    flags.DEFINE_string(
+        "audio", None, "Any audio file or video with sound.", required=True, flag_values=values
+    )
+    flags.DEFINE_string("encoder", None, "The authors' audio_encoder.pt.", required=True, flag_values=values)
+    flags.DEFINE_string(
+        "output", None, "The .npy file to write ([T, 256] float32).", required=True, flag_values=values
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: embeddings of one audio file to a .npy file (for --audio_embeddings)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m dheads_jax.convert.sda", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--audio", required=True, help="Any audio file or video with sound.")
-    parser.add_argument("--encoder", required=True, help="The authors' audio_encoder.pt.")
-    parser.add_argument("--output", required=True, help="The .npy file to write ([T, 256] float32).")
-    args = parser.parse_args(argv)
+    args = command.parse("python -m dheads_jax.convert.sda", __doc__.split("\n")[0], argv, define_flags)
     from dheads_jax import media
 
     try:

@@ -2,7 +2,7 @@
 
 ``write_final_export`` is called by the training loop at the end of a run,
 ``write_student_export`` by distillation's; ``export_from_workdir`` re-exports any checkpoint
-of a workdir afterwards (run_sample.py ``--export_from``).
+of a workdir afterwards (run_export.py).
 """
 
 from __future__ import annotations

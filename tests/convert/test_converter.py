@@ -1,9 +1,9 @@
 """The PyTorch converter: parity with the reference model and its sampler, one-line errors."""
 
-import argparse
 import os
 import subprocess
 import sys
+import types
 
 import jax
 import jax.numpy as jnp
@@ -170,8 +170,8 @@ def test_lightning_checkpoint_converts_to_the_same_parameters(converted, tmp_pat
     _, b, _ = export.load_export(str(tmp_path / "from_ckpt"))
     assert jax.tree.all(jax.tree.map(lambda x, y: bool(jnp.array_equal(x, y)), a, b))
 
-    # Hyper-parameters that are Python objects need the explicit opt-in.
-    ckpt["hyper_parameters"] = argparse.Namespace(lr=5e-5)
+    # Hyper-parameters that are Python objects (a namespace, as Lightning's) need the explicit opt-in.
+    ckpt["hyper_parameters"] = types.SimpleNamespace(lr=5e-5)
     torch.save(ckpt, path)
     with pytest.raises(converter.ConvertError, match="rerun with --allow_pickle"):
         converter.convert_checkpoint(path, str(tmp_path / "pickled"), config)
@@ -200,6 +200,28 @@ def test_not_a_checkpoint_fails_with_one_line(tmp_path, capsys):
         [f"--torch_checkpoint={tmp_path / 'missing.pt'}", f"--output={tmp_path / 'out'}"], capsys
     )
     _assert_failed_cleanly(code, err, tmp_path, ["notes.pt"], "no such file")
+
+
+def test_a_bad_command_line_is_one_line_and_status_2(tmp_path, capsys):
+    for args, needle in (
+        ([f"--output={tmp_path / 'out'}"], "flag --torch_checkpoint=None"),
+        (["--torch_checkpoint=a.pt", "--output=b", "--allow_pickle=maybe"], "flag --allow_pickle=maybe"),
+        (["--torch_checkpoint=a.pt", "--output=b", "--nosuch=1"], "Unknown command line flag 'nosuch'"),
+        (["--torch_checkpoint=a.pt", "--output=b", "extra"], "unexpected arguments: ['extra']"),
+    ):
+        with pytest.raises(SystemExit) as e:
+            converter.main(args)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert e.value.code == 2 and len(err) == 1, err
+        assert err[0].startswith("python -m dheads_jax.convert: error: ") and needle in err[0], err[0]
+    with pytest.raises(SystemExit) as e:
+        sda.main(["--audio=a.wav"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and "--encoder" in err[0] and "--output" in err[0], err
+    with pytest.raises(SystemExit) as e:
+        converter.main(["--help"])
+    assert e.value.code == 0 and "  --[no]allow_pickle: " in capsys.readouterr().out
+    assert os.listdir(tmp_path) == []
 
 
 def test_wrong_shapes_fail_with_one_line_naming_the_tensors(tmp_path):

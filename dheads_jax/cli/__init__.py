@@ -1,0 +1,8 @@
+"""The bodies of the commands: each top-level ``run_*.py`` defines its flags and runs a ``main`` here.
+
+A ``main`` is absl's (``app.run(main)``): it takes the arguments left after flag parsing,
+reads its command's flags from ``absl.flags.FLAGS`` and returns the exit status. Expected
+problems (bad inputs, a missing export) are one line on stderr naming the command, with
+exit status 1 and no traceback. Heavy modules are imported inside ``main``, after
+``distributed.initialize`` where the command runs on several processes.
+"""
