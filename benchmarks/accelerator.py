@@ -37,7 +37,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import platform
 import shutil
 import subprocess
 import time
@@ -49,7 +48,7 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 from benchmarks import common
@@ -58,14 +57,12 @@ from dheads_jax.diffusion import schedule_from_config
 from dheads_jax.diffusion.chain import frame_keys, sample_frame
 from dheads_jax.models import factory, synthetic
 from dheads_jax.models.unet import ATTENTION_IMPLEMENTATIONS, REMAT_POLICIES
-from dheads_jax.progress import quiet_library_logs
 from dheads_jax.sampling.options import SamplingOptions
 from dheads_jax.sampling.video import UNetApply, VideoBatch, jitted_frame_step, place, video_frames
 from dheads_jax.train import optimizer
 from dheads_jax.train.state import init_state
 from dheads_jax.train.step import make_train_step
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ACCELERATOR_ROWS = (
     "peak,train:10,sample:32,torch:10,train:32r,sample:32g,sample:1,sample:8,video:100,"
     "train:10:cudnn,sample:32:cudnn,torch:10c"
@@ -85,12 +82,12 @@ DATASHEET_TFLOPS = {
 }
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(ROOT, "configs", "crema.py"), "Model config."
+    "config", os.path.join(common.ROOT, "configs", "crema.py"), "Model config."
 )
-flags.DEFINE_string("rows", None, f"Rows in order (default: {ACCELERATOR_ROWS}; on a CPU: {CPU_ROWS}).")
-flags.DEFINE_integer("timed_steps", None, "DDIM steps in a timed sampling chain (default 10; CPU: 2).")
 flags.DEFINE_integer("repeats", 5, "Timed calls per row (the median is reported).")
+flags.DEFINE_integer("timed_steps", None, "DDIM steps in a timed sampling chain (default 10; CPU: 2).")
 flags.DEFINE_string("dtype", None, "Compute dtype; parameters stay float32 (default bfloat16; CPU: float32).")
+flags.DEFINE_string("rows", None, f"Rows in order (default: {ACCELERATOR_ROWS}; on a CPU: {CPU_ROWS}).")
 flags.DEFINE_string("output", None, "Report (default benchmarks/results/accelerator_<platform>.txt).")
 flags.DEFINE_string("jsonl", None, "Also append every row as a JSON line here.")
 FLAGS = flags.FLAGS
@@ -206,19 +203,10 @@ def header_lines() -> list[str]:
 
 def environment_lines(config, n_params: int) -> list[str]:
     """What ran: the model, the devices, versions, XLA flags and memory settings, GPU clocks."""
-    import flax
-    import jaxlib
-    import optax
-
-    dev = jax.devices()[0]
     lines = [
-        f"# benchmarks/accelerator.py: {config.get('name', '?')}, {n_params:,} parameters, "
+        f"# python -m benchmarks.accelerator: {config.get('name', '?')}, {n_params:,} parameters, "
         f"{config.data.image_size} px, compute {config.model.dtype}, parameters float32",
-        f"device: {dev.platform} {dev.device_kind} x{jax.device_count()}; host {platform.machine()} "
-        f"{os.cpu_count()} cores",
-        f"versions: python {platform.python_version()}, jax {jax.__version__}, jaxlib "
-        f"{jaxlib.__version__}, flax {flax.__version__}, "
-        f"optax {optax.__version__}, numpy {np.__version__}",
+        common.machine_line("jaxlib", "optax", "numpy"),
         "env: "
         + ", ".join(
             f"{k}={os.environ.get(k, '')!r}"
@@ -239,16 +227,12 @@ class Report:
 
     def __init__(self, path: str, jsonl: str | None, head: list[str]):
         self.path, self.jsonl = path, jsonl
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self.lines = [*head, "", *header_lines()]
         self._write()
         print("\n".join(self.lines), flush=True)
 
     def _write(self, legend: bool = False) -> None:
-        text = "\n".join(self.lines) + "\n" + ("\n" + LEGEND if legend else "")
-        with open(self.path + ".tmp", "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(self.path + ".tmp", self.path)
+        common.write_text(self.path, "\n".join(self.lines) + "\n" + ("\n" + LEGEND if legend else ""))
 
     def add(self, cells: dict) -> None:
         line = format_row(cells)
@@ -280,6 +264,22 @@ def xla_memory(compiled) -> str:
 def process_peak() -> str:
     stats = jax.devices()[0].memory_stats() or {}
     return gib(stats.get("peak_bytes_in_use"))
+
+
+def step_cells(seconds: float, count: int, unit: str, digits: int) -> dict:
+    """The ms/step (``digits`` decimals) and throughput (``count`` ``unit`` per step) cells."""
+    return dict(ms=f"{1e3 * seconds:.{digits}f}", throughput=f"{count / seconds:.1f} {unit}")
+
+
+def compile_timed(jitted, *args):
+    """``jitted`` lowered and compiled for ``args``, and the cells of that program: compile
+    seconds, XLA's memory of it, the process's peak so far (call again after the timing)."""
+    t0 = time.perf_counter()
+    compiled = jitted.lower(*args).compile()
+    seconds = time.perf_counter() - t0
+    return compiled, lambda: dict(
+        compile_s=f"{seconds:.1f}", xla_gib=xla_memory(compiled), peak_gib=process_peak()
+    )
 
 
 def timed_calls(call, repeats: int) -> float:
@@ -349,20 +349,16 @@ class Bench:
         on_cpu = jax.devices()[0].platform == "cpu"
         n, dtype = (1024, jnp.float32) if on_cpu else (8192, jnp.bfloat16)
         self.peak_flops = common.matmul_peak_gflops(n, dtype) * 1e9
-        return dict(
-            case=f"{jnp.dtype(dtype).name} matmul {n}^3",
-            tflops=f"{self.peak_flops / 1e12:.2f}",
-            mfu_datasheet=f"{100 * self.peak_flops / self.datasheet:.1f}" if self.datasheet else "n/a",
-        )
+        roof = self.mfu(self.peak_flops)
+        del roof["mfu_measured"]  # the row is the measured roof itself
+        return dict(case=f"{jnp.dtype(dtype).name} matmul {n}^3", **roof)
 
     def train(self, spec: RowSpec) -> dict:
         step, tx = self.train_parts(self.variant(spec))
         # A copy: the step donates its state, and the shared parameters must survive the row.
         state = init_state(jax.tree.map(jnp.copy, self.params), tx, ema=False)
         data = jax.device_put(synthetic.random_batch(self.config, spec.batch))
-        t0 = time.perf_counter()
-        compiled = jax.jit(step, donate_argnums=(0,)).lower(state, data).compile()
-        compile_s = time.perf_counter() - t0
+        compiled, program = compile_timed(jax.jit(step, donate_argnums=(0,)), state, data)
         holder = [state]
 
         def call():
@@ -372,13 +368,8 @@ class Bench:
         dt = timed_calls(call, self.repeats)
         if spec.attention == "einsum" and not spec.remat:
             self.ours[("train", spec.batch)] = dt
-        return dict(
-            compile_s=f"{compile_s:.1f}",
-            ms=f"{1e3 * dt:.1f}",
-            throughput=f"{spec.batch / dt:.1f} ex/s",
-            **self.mfu(self.train_flops * spec.batch / dt),
-            xla_gib=xla_memory(compiled),
-            peak_gib=process_peak(),
+        return (
+            step_cells(dt, spec.batch, "ex/s", 1) | self.mfu(self.train_flops * spec.batch / dt) | program()
         )
 
     def sample(self, spec: RowSpec) -> dict:
@@ -393,22 +384,18 @@ class Bench:
             opts = opts.replace(audio_guidance=2.0, null_audio=(0.0,) * config.data.audio_dim)
         schedule = opts.make_schedule()
         chain = jax.jit(lambda p, k, c: sample_frame(apply_fn, p, schedule, k, c, opts))
-        t0 = time.perf_counter()
-        compiled = chain.lower(self.params, keys, cond).compile()
-        compile_s = time.perf_counter() - t0
+        compiled, program = compile_timed(chain, self.params, keys, cond)
         per_step = timed_calls(lambda: jax.block_until_ready(compiled(self.params, keys, cond)), self.repeats)
         per_step /= steps
         passes = 2 if spec.guidance else 1
         if spec.attention == "einsum" and not spec.guidance:
             self.ours[("forward", b)] = per_step
-        return dict(
-            compile_s=f"{compile_s:.1f}",
-            ms=f"{1e3 * per_step:.2f}",
-            throughput=f"{b / per_step:.1f} frame-steps/s",
-            **self.mfu(self.forward_flops * b * passes / per_step),
-            video_s=" / ".join(f"{25 * n * per_step / b:.2f}" for n in (100, 10, 4)),
-            xla_gib=xla_memory(compiled),
-            peak_gib=process_peak(),
+        video_s = " / ".join(f"{25 * n * per_step / b:.2f}" for n in (100, 10, 4))
+        return (
+            step_cells(per_step, b, "frame-steps/s", 2)
+            | self.mfu(self.forward_flops * b * passes / per_step)
+            | dict(video_s=video_s)
+            | program()
         )
 
     def video(self, spec: RowSpec) -> dict:
@@ -470,14 +457,6 @@ class Bench:
         autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=config.model.dtype == "bfloat16")
         sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
         net = model
-        compile_s = None
-        if compiled:
-            t0 = time.perf_counter()
-            net = torch.compile(model)
-            with torch.no_grad(), autocast:
-                net(x, t, x, motion, audio)
-            sync()
-            compile_s = time.perf_counter() - t0
 
         def train():
             with autocast:
@@ -492,6 +471,12 @@ class Bench:
                 net(x, t, x, motion, audio)
             sync()
 
+        compile_s = None
+        if compiled:
+            t0 = time.perf_counter()
+            net = torch.compile(model)
+            denoise()  # the compilation
+            compile_s = time.perf_counter() - t0
         tr, fw = timed_calls(train, self.repeats), timed_calls(denoise, self.repeats)
         ratios = []
         for name, ours, theirs in (("train", ("train", b), tr), ("denoise", ("forward", b), fw)):
@@ -518,9 +503,7 @@ class Bench:
         return dict(dict(kind=spec.kind, case=spec.case), **cells)
 
 
-def main(argv):
-    del argv
-    quiet_library_logs()
+def main() -> None:
     start = time.perf_counter()
     on_cpu = jax.devices()[0].platform == "cpu"
     rows = FLAGS.rows or (CPU_ROWS if on_cpu else ACCELERATOR_ROWS)
@@ -528,9 +511,7 @@ def main(argv):
     config = _CONFIG.value.copy_and_resolve_references()
     config.model.dtype = FLAGS.dtype or ("float32" if on_cpu else "bfloat16")
     bench = Bench(config, FLAGS.repeats, FLAGS.timed_steps or (2 if on_cpu else 10))
-    out = FLAGS.output or os.path.join(
-        ROOT, "benchmarks", "results", f"accelerator_{jax.devices()[0].platform}.txt"
-    )
+    out = FLAGS.output or common.result_path(f"accelerator_{jax.devices()[0].platform}")
     head = environment_lines(config, bench.n_params) + [
         f"model FLOPs per example: forward {bench.forward_flops / 1e9:.2f} GFLOP, training step "
         f"{bench.train_flops / 1e9:.2f} GFLOP ({bench.train_flops / bench.forward_flops:.2f} x forward); "
@@ -543,5 +524,4 @@ def main(argv):
     report.close(time.perf_counter() - start)
 
 
-if __name__ == "__main__":
-    app.run(main)
+common.run(main)

@@ -1,7 +1,7 @@
 """How fast a training recipe starts to use the audio, measured cheaply on lower-face crops.
 
-  python benchmarks/audio_use.py [--config=configs/grid_demo.py] [--config.X=...] \
-      [--steps=1000] [--every=250] [--out=FILE.jsonl]
+  python -m benchmarks.audio_use [--config=configs/grid_demo.py] [--config.X=...] \
+      [--steps=1000] [--every=250] [--jsonl=FILE.jsonl] [--output=benchmarks/results/audio_use.txt]
 
 Trains the config on 32 x 32 crops of the lower face of the 64 px GRID clips (rows 24..55,
 columns 16..47 of the aligned frames: nose tip to chin, so the mouth keeps the demo's pixel
@@ -20,40 +20,39 @@ and both motion slots (as at a video's start), x_t made from the real frame at t
   the real change the audio reproduces; 1 is all of it).
 
 With ``config.model.motion_mask`` the box is given in fractions of the full 64 px frame and
-moved into the crop here. Prints one JSON line per probe (and writes them to ``--out``).
-Results of the recipes compared for the demo: benchmarks/results/audio_use.txt.
+moved into the crop here. Prints one JSON line per probe (and writes them to ``--jsonl``),
+then writes the table of all probes to ``--output``. Results of the recipes compared for the
+demo: benchmarks/results/audio_use.txt.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+from benchmarks import common
+from dheads_jax import input_pipeline, sampling
+from dheads_jax.data import cache, reader
+from dheads_jax.diffusion import output_to_eps, schedule_from_config
+from dheads_jax.imaging import from_uint8
+from dheads_jax.models import factory
+from dheads_jax.train import optimizer
+from dheads_jax.train.loop import state_initializer
+from dheads_jax.train.runner import MODEL_INPUTS
+from dheads_jax.train.step import make_train_step
 
-from dheads_jax import input_pipeline, sampling  # noqa: E402
-from dheads_jax.data import cache, reader  # noqa: E402
-from dheads_jax.diffusion import output_to_eps, schedule_from_config  # noqa: E402
-from dheads_jax.imaging import from_uint8  # noqa: E402
-from dheads_jax.models import factory  # noqa: E402
-from dheads_jax.train import optimizer  # noqa: E402
-from dheads_jax.train.loop import state_initializer  # noqa: E402
-from dheads_jax.train.runner import MODEL_INPUTS  # noqa: E402
-from dheads_jax.train.step import make_train_step  # noqa: E402
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-config_flags.DEFINE_config_file("config", os.path.join(ROOT, "configs", "grid_demo.py"))
+config_flags.DEFINE_config_file("config", os.path.join(common.ROOT, "configs", "grid_demo.py"))
 flags.DEFINE_integer("steps", 1000, "Training steps.")
+flags.DEFINE_string("jsonl", "", "Optional JSON-lines file for the probes.")
 flags.DEFINE_integer("every", 250, "Steps between probes.")
-flags.DEFINE_string("out", "", "Optional JSON-lines file for the probes.")
+flags.DEFINE_string("output", common.result_path("audio_use"), "The result table.")
 FLAGS = flags.FLAGS
 
 FULL, CROP, TOP, LEFT = 64, 32, 24, 16
@@ -111,7 +110,7 @@ def probe_inputs(dataset_dir):
     return out
 
 
-def main(_):
+def main() -> common.Lines:
     config = FLAGS.config
     if config.data.image_size != FULL:
         raise app.UsageError(
@@ -157,7 +156,7 @@ def main(_):
             rec[f"t{t}"] = dict(alignment=align, gain=gain)
         return rec
 
-    out = open(FLAGS.out, "w", encoding="utf-8") if FLAGS.out else None
+    out = open(FLAGS.jsonl, "w", encoding="utf-8") if FLAGS.jsonl else None
     start = time.perf_counter()
     records = []
     for step in range(1, FLAGS.steps + 1):
@@ -178,28 +177,26 @@ def main(_):
                 out.flush()
     if out:
         out.close()
-    print_table(records)
+    return table(records)
 
 
-def print_table(records):
-    from benchmarks.common import machine_line
-
-    print(f"# python benchmarks/audio_use.py {' '.join(sys.argv[1:])}")
-    print(f"# {machine_line()}")
+def table(records) -> common.Lines:
+    emit = common.start_table()
     clips = list(records[0][f"t{PROBE_T[0]}"]["alignment"])
     head = " | ".join(f"align {c} (cos)" for c in clips)
     # align: the cosine of the audio's change with the real one; gain: the share of it (1 = all).
-    print(f"| step | elapsed s | probe t | mean align (cos) | mean gain (share) | {head} |")
-    print("|---|---|---|---|---|" + "---|" * len(clips))
+    emit(f"| step | elapsed s | probe t | mean align (cos) | mean gain (share) | {head} |")
+    emit("|---|---|---|---|---|" + "---|" * len(clips))
     for rec in records:
         for t in PROBE_T:
             align, gain = rec[f"t{t}"]["alignment"], rec[f"t{t}"]["gain"]
             cells = " | ".join(f"{align[c]:.3f}" for c in clips)
-            print(
+            emit(
                 f"| {rec['step']} | {rec['seconds']} | {t} | {np.mean(list(align.values())):.3f} | "
                 f"{np.mean(list(gain.values())):.3f} | {cells} |"
             )
 
+    return emit
 
-if __name__ == "__main__":
-    app.run(main)
+
+common.run(main)

@@ -1,7 +1,7 @@
 """JAX vs PyTorch on equal hardware: the full-size CREMA U-Net, converted, side by side.
 
-  python benchmarks/convert_speed.py            # writes benchmarks/results/convert_speed.txt
-  python benchmarks/convert_speed.py --chain_steps=3 --output=/tmp/speed.txt
+  python -m benchmarks.convert_speed            # writes benchmarks/results/convert_speed.txt
+  python -m benchmarks.convert_speed --chain_steps=3 --output=/tmp/speed.txt
 
 Builds this project's PyTorch U-Net with the official tensor names at the released size
 (215,748,614 parameters, random non-zero weights), traces it to TorchScript (as the
@@ -21,66 +21,40 @@ Speed does not depend on the weights' values. PyTorch uses its default CPU threa
 
 from __future__ import annotations
 
-import argparse
 import datetime
-import io
 import os
-import platform
-import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+import jax
+import numpy as np
+import torch
+from absl import flags
 
-import flax  # noqa: E402
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+from benchmarks import common
+from configs import crema
+from dheads_jax import export
+from dheads_jax.convert import converter
+from dheads_jax.convert import torch_reference as ref
+from dheads_jax.diffusion import build_schedule
+from dheads_jax.models import factory
+from dheads_jax.sampling import SamplingOptions, UNetApply, sample_frame, step_noise
 
-from benchmarks import common  # noqa: E402
-from dheads_jax import export  # noqa: E402
-from dheads_jax.convert import converter  # noqa: E402
-from dheads_jax.convert import torch_reference as ref  # noqa: E402
-from dheads_jax.diffusion import build_schedule  # noqa: E402
-from dheads_jax.models import factory  # noqa: E402
-from dheads_jax.sampling import SamplingOptions, UNetApply, sample_frame, step_noise  # noqa: E402
-
-
-def torch_time(fn, *args, warmup: int = 1, min_seconds: float = 2.0, min_calls: int = 3) -> float:
-    """Median seconds per call of a PyTorch function (CPU: calls are synchronous)."""
-    with torch.no_grad():
-        for _ in range(warmup):
-            fn(*args)
-        times = []
-        start = time.perf_counter()
-        while len(times) < min_calls or time.perf_counter() - start < min_seconds:
-            t0 = time.perf_counter()
-            fn(*args)
-            times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[len(times) // 2]
+FLAGS = flags.FLAGS
+flags.DEFINE_string("output", common.result_path("convert_speed"), "The result table.")
+flags.DEFINE_integer("chain_steps", 5, "Steps timed per chain (then x 100/n).")
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--chain_steps", type=int, default=5, help="Steps timed per chain (then x 100/n).")
-    parser.add_argument("--output", default=os.path.join(ROOT, "benchmarks", "results", "convert_speed.txt"))
-    args = parser.parse_args(argv)
-    buf = io.StringIO()
-
-    def out(line: str = "") -> None:
-        print(line, flush=True)
-        buf.write(line + "\n")
-
-    out("# JAX vs PyTorch, converted full-size CREMA U-Net (benchmarks/convert_speed.py)")
-    out(common.machine_line())
-    out(f"torch {torch.__version__} ({torch.get_num_threads()} threads), numpy {np.__version__}")
-    out(f"date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M:%S} UTC")
+def main() -> common.Lines:
+    out = common.start_table(
+        "JAX vs PyTorch, converted full-size CREMA U-Net",
+        f"torch threads: {torch.get_num_threads()}",
+        f"date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M:%S} UTC",
+        versions=("torch", "numpy"),
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
-        config = common.crema.get_config()
+        config = crema.get_config()
         torch.manual_seed(0)
         model = ref.randomize_(ref.from_config(config), seed=0).eval()
         n_params = sum(p.numel() for p in model.parameters())
@@ -125,9 +99,10 @@ def main(argv=None) -> None:
         jax_step = common.time_call(
             apply_fn, params, inputs["x_t"], timesteps, inputs["identity"], m, inputs["audio"]
         )
-        torch_step = torch_time(scripted, x, t, x_cond, motion, audio)
+        with torch.no_grad():
+            torch_step = common.time_call(scripted, x, t, x_cond, motion, audio)
 
-        n = args.chain_steps
+        n = FLAGS.chain_steps
         schedule = build_schedule(config.diffusion.schedule, config.diffusion.num_timesteps, n)
         keys = jax.random.split(jax.random.key(0), 1)
         options = SamplingOptions.from_config(config, steps=n, sampler="ddpm", audio_guidance=1.0)
@@ -143,11 +118,12 @@ def main(argv=None) -> None:
         shape = (s, s, 3)
         x_T = nchw(step_noise(keys, n, shape))
         noises = [nchw(step_noise(keys, j, shape)) for j in range(n)]
-        torch_chain = torch_time(
-            lambda: ref.sample_frame(scripted, coefficients, x_T, noises, x_cond, motion, audio),
-            min_seconds=0.0,
-            min_calls=2,
-        )
+        with torch.no_grad():
+            torch_chain = common.time_call(
+                lambda: ref.sample_frame(scripted, coefficients, x_T, noises, x_cond, motion, audio),
+                min_seconds=0.0,
+                min_calls=2,
+            )
 
     rows = [
         [
@@ -179,11 +155,7 @@ def main(argv=None) -> None:
         f"100-step figures are extrapolated: {n} steps timed (median of 2 runs after a warm-up), "
         "times 100/n; the step time is the median of repeated calls."
     )
-    out(f"python {platform.python_version()}, jax {jax.__version__}, flax {flax.__version__}")
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w", encoding="utf-8") as f:
-        f.write(buf.getvalue())
+    return out
 
 
-if __name__ == "__main__":
-    main()
+common.run(main)

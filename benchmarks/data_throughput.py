@@ -1,6 +1,6 @@
 """Data throughput: is training bound by input or by compute?
 
-  python benchmarks/data_throughput.py     # writes benchmarks/results/data_throughput.txt
+  python -m benchmarks.data_throughput     # writes benchmarks/results/data_throughput.txt
 
 Measures, on the 11 bundled GRID clips (3 s each):
   * preparation speed (data/prepare.py's library call, worker start-up and TFDS writing
@@ -14,39 +14,28 @@ About 5 minutes on a 2-core CPU, most of it the 215 M-parameter 128 px step.
 
 from __future__ import annotations
 
-import io
 import os
-import platform
-import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+import jax
+import jax.numpy as jnp
+import optax
+from absl import flags
 
-import av  # noqa: E402
-import dlib  # noqa: E402
-import flax  # noqa: E402
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import optax  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tensorflow_datasets as tfds  # noqa: E402
-from absl import app, flags  # noqa: E402
-
-from configs import default as default_config  # noqa: E402
-from configs import test as test_config  # noqa: E402
-from dheads_jax import diffusion, input_pipeline  # noqa: E402
-from dheads_jax.data import audio, builder, process  # noqa: E402
-from dheads_jax.models.factory import build_unet  # noqa: E402
+from benchmarks import common
+from configs import default as default_config
+from configs import test as test_config
+from dheads_jax import diffusion, input_pipeline
+from dheads_jax.data import audio, builder, process
+from dheads_jax.models.factory import build_unet
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("videos_dir", os.path.join(ROOT, "data", "samples", "grid"), "Clips to prepare.")
-flags.DEFINE_string("out", os.path.join(ROOT, "benchmarks", "results", "data_throughput.txt"), "Result file.")
 flags.DEFINE_integer("pipeline_batches", 20, "Timed input-pipeline batches per config.")
-flags.DEFINE_integer("train_batch_128", 1, "Batch of the timed 128 px training step (CPU memory and time).")
+flags.DEFINE_string("output", common.result_path("data_throughput"), "The result table.")
+flags.DEFINE_string("videos_dir", common.GRID_DIR, "Clips to prepare.")
 flags.DEFINE_integer("train_steps", 2, "Timed training steps per config.")
+flags.DEFINE_integer("train_batch_128", 1, "Batch of the timed 128 px training step (CPU memory and time).")
 
 
 def configs() -> dict:
@@ -141,24 +130,8 @@ def time_train(config, batch_size: int, steps: int) -> float:
     return steps / (time.perf_counter() - start)
 
 
-def header() -> str:
-    cpu = next(
-        (ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?"
-    )
-    return (
-        f"machine: {platform.machine()} {cpu}, {os.cpu_count()} cores, jax devices: {jax.devices()}\n"
-        f"python {platform.python_version()}, jax {jax.__version__}, flax {flax.__version__}, "
-        f"tensorflow {tf.__version__}, tensorflow-datasets {tfds.__version__}, av {av.__version__}, "
-        f"dlib {dlib.__version__}\n"
-    )
-
-
-def main(argv):
-    del argv
-    buf = io.StringIO()
-    emit = lambda line="": (print(line, flush=True), buf.write(line + "\n"))  # noqa: E731
-    emit("# benchmarks/data_throughput.py")
-    emit(header())
+def main() -> common.Lines:
+    emit = common.start_table("", versions=("tensorflow", "tensorflow_datasets", "av", "dlib"))
     cfgs = configs()
     work = tempfile.mkdtemp(prefix="dheads_bench_")
     emit("## Preparation (GRID samples, 11 clips of 3 s, 360x288 MPEG-1)")
@@ -188,12 +161,7 @@ def main(argv):
         f"{FLAGS.train_batch_128}; on accelerators compare pipeline ex/s per host with the host's share of the"
     )
     emit("global step rate (e.g. 80 examples x steps/s).")
-    os.makedirs(os.path.dirname(FLAGS.out), exist_ok=True)
-    tmp = FLAGS.out + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(buf.getvalue())
-    os.replace(tmp, FLAGS.out)
+    return emit
 
 
-if __name__ == "__main__":
-    app.run(main)
+common.run(main)

@@ -1,9 +1,9 @@
 """What a trained export has learned, measured on one training clip (the demo's diagnostics).
 
-  python benchmarks/diagnose_export.py --export=WORKDIR/export --dataset=DIR
+  python -m benchmarks.diagnose_export --export=WORKDIR/export --dataset=DIR
 
-Prints, for frame 20 of the first training clip (identity = frame 50, ground-truth motion
-frames, so no autoregressive drift):
+Prints and writes to ``--output``, for frame 20 of the first training clip (identity = frame
+50, ground-truth motion frames, so no autoregressive drift):
   - the slope of eps_hat regressed on eps at several t (1.0 = the noise fully predicted);
   - the PSNR of one teacher-forced sampled frame for DDPM 50 and DDIM 10;
   - how much the predicted x0 in the mouth box changes when the audio window is replaced
@@ -13,24 +13,21 @@ frames, so no autoregressive drift):
 
 from __future__ import annotations
 
-import os
-import sys
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
-
-from dheads_jax import export, sampling  # noqa: E402
-from dheads_jax.data import reader  # noqa: E402
-from dheads_jax.diffusion import output_to_eps, schedule_from_config  # noqa: E402
-from dheads_jax.imaging import from_uint8  # noqa: E402
-from dheads_jax.models import factory  # noqa: E402
+from benchmarks import common
+from dheads_jax import export, sampling
+from dheads_jax.data import reader
+from dheads_jax.diffusion import output_to_eps, schedule_from_config
+from dheads_jax.imaging import from_uint8
+from dheads_jax.models import factory
 
 flags.DEFINE_string("export", None, "Export folder.", required=True)
 flags.DEFINE_string("dataset", None, "Prepared dataset folder (its train split).", required=True)
+flags.DEFINE_string("output", common.result_path("diagnose_export"), "The result table.")
 FLAGS = flags.FLAGS
 
 
@@ -38,7 +35,7 @@ def psnr(a, b) -> float:
     return float(10 * np.log10(4.0 / np.mean((np.asarray(a) - np.asarray(b)) ** 2)))
 
 
-def main(_):
+def main() -> common.Lines:
     config, params, _ = export.load_export(FLAGS.export)
     par = config.diffusion.parametrization
     apply_fn = sampling.UNetApply(factory.build_unet(config))
@@ -56,13 +53,14 @@ def main(_):
     def inputs(k):
         return frames[k][None], frames[50][None], frames[k - 2 : k][None], clip.audio[k - 2 : k + 3][None]
 
-    print(f"export {FLAGS.export} (parametrization {par}), clip {clip.clip_id}")
+    out = common.start_table()
+    out(f"export {FLAGS.export} (parametrization {par}), clip {clip.clip_id}")
     target, identity, motion, audio = inputs(20)
     for t in (100, 300, 500, 700, 900, 999):
         eps = rng.standard_normal(target.shape).astype(np.float32)
         x_t = np.sqrt(abar[t]) * target + np.sqrt(1 - abar[t]) * eps
         e = np.asarray(eps_hat(x_t.astype(np.float32), jnp.array([t]), identity, motion, audio))
-        print(f"  t={t:4d}: slope of eps_hat on eps {np.sum(e * eps) / np.sum(eps * eps):.3f}")
+        out(f"  t={t:4d}: slope of eps_hat on eps {np.sum(e * eps) / np.sum(eps * eps):.3f}")
 
     keys = sampling.frame_keys(jax.random.key(0), jnp.array([0]), 0)
     for steps, sampler in ((50, "ddpm"), (10, "ddim")):
@@ -72,7 +70,7 @@ def main(_):
         x0 = sampling.sample_frame(
             apply_fn, params, options.make_schedule(), keys, (identity, motion, audio), options
         )
-        print(
+        out(
             f"  teacher-forced frame, {sampler} {steps}: PSNR {psnr(x0, target):.2f} dB "
             f"(previous real frame: {psnr(motion[:, -1], target):.2f} dB)"
         )
@@ -95,11 +93,11 @@ def main(_):
             err.append(np.abs(real - target)[box].mean())
             d_audio.append(np.abs(real - x0(silence, motion))[box].mean())
             d_motion.append(np.abs(real - x0(audio, np.repeat(identity[:, None], 2, 1)))[box].mean())
-        print(
+        out(
             f"  t={t}: mouth box |x0_hat - x0| {np.mean(err):.4f}; change with silence "
             f"{np.mean(d_audio):.4f}; with identity motion frames {np.mean(d_motion):.4f}"
         )
+    return out
 
 
-if __name__ == "__main__":
-    app.run(main)
+common.run(main)

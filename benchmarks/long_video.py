@@ -1,7 +1,7 @@
 """Drift over a long video: 30 s of speech from one held-out identity, per sampler, with and without stabilize.
 
-  python benchmarks/long_video.py --exports=TEACHER/export,STUDENT/export [--seconds=30] \
-      [--out=docs/samplers]
+  python -m benchmarks.long_video --exports=TEACHER/export,STUDENT/export [--seconds=30] \
+      [--output=benchmarks/results/long_video.txt] [--figures=docs/samplers]
 
 The speech is the audio of the bundled GRID clips joined in name order, cut to
 ``--seconds``; the identity is the first frame of the first held-out clip of the export's
@@ -18,43 +18,38 @@ and per 5 s window, the correlation at lag 0 of the mouth opening with the audio
 (both high-passed, as the evaluation suite's AV correlation).
 
 "Drifts from" is the first second from which the per-second LPIPS stays above 1.10 times
-the mean of the first 5 s; "-" when it never does. Writes long_video.txt and long_video.png.
+the mean of the first 5 s; "-" when it never does. Writes the table to ``--output`` and
+long_video.png into ``--figures``.
 """
 
 from __future__ import annotations
 
 import glob
 import os
-import platform
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+import numpy as np
+from absl import app, flags
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
-
-from dheads_jax import generate, media  # noqa: E402
-from dheads_jax.data import audio as audio_lib  # noqa: E402
-from dheads_jax.imaging import from_uint8  # noqa: E402
-from dheads_jax.progress import Progress, quiet_library_logs  # noqa: E402
+from benchmarks import common
+from dheads_jax import generate, media
+from dheads_jax.data import audio as audio_lib
+from dheads_jax.imaging import from_uint8
+from dheads_jax.progress import Progress
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("exports", None, "Exports to compare (a teacher and its students).")
 flags.DEFINE_integer("seconds", 30, "Seconds of speech.")
 flags.DEFINE_integer("copies", 2, "Videos per setting (independent noise).")
+flags.DEFINE_string("output", common.result_path("long_video"), "The result table.")
 flags.DEFINE_integer("seed", 0, "Sampling seed.")
-flags.DEFINE_string("out", os.path.join(ROOT, "docs", "samplers"), "Folder of long_video.txt and .png.")
+flags.DEFINE_string("figures", os.path.join(common.ROOT, "docs", "samplers"), "Folder of long_video.png.")
 
-GRID_DIR = os.path.join(ROOT, "data", "samples", "grid")
 WINDOW_S = 5
 DRIFT = 1.10
 
 
 def joined_speech(seconds: int) -> np.ndarray:
-    parts = [media.read_audio(p)[0] for p in sorted(glob.glob(os.path.join(GRID_DIR, "*.mpg")))]
+    parts = [media.read_audio(p)[0] for p in sorted(glob.glob(os.path.join(common.GRID_DIR, "*.mpg")))]
     waveform = np.concatenate(parts)
     need = seconds * media.SAMPLE_RATE
     if len(waveform) < need:
@@ -108,9 +103,58 @@ def drifts_from(curve: np.ndarray) -> str:
     return "-"
 
 
-def main(argv):
-    del argv
-    quiet_library_logs()
+def table(results: list[dict], clip_id: str) -> common.Lines:
+    emit = common.start_table(
+        f"identity: first frame of held-out clip {clip_id}; {FLAGS.seconds} s of joined GRID speech; "
+        f"{FLAGS.copies} videos per row (seed {FLAGS.seed}, video ids 0..{FLAGS.copies - 1}): mean [min, max]",
+        f"drifts from: first second after which LPIPS to the identity stays > {DRIFT:.2f} x its first-5-s mean",
+        "",
+        f"{'row':<28} {'LPIPS first 5 s':>16} {'LPIPS last 5 s':>16} {'last/first':>18} {'drifts from':>12} "
+        f"{'landmarks last/first':>22} {'AV corr per 5 s window':>40}",
+    )
+    for r in results:
+        lp = r["lpips"]
+        first, last = lp[:, :WINDOW_S].mean(1), lp[:, -WINDOW_S:].mean(1)
+        ratio = last / first
+        g = r["geometry"]
+        g_ratio = np.nanmean(g[:, -WINDOW_S:], 1) / np.nanmean(g[:, :WINDOW_S], 1)
+        av = " ".join(f"{v:+.2f}" for v in np.nanmean(r["av"], 0))
+        emit(
+            f"{r['name']:<28} {first.mean():>16.4f} {last.mean():>16.4f} "
+            f"{ratio.mean():>7.3f} [{ratio.min():.3f}, {ratio.max():.3f}] {drifts_from(lp.mean(0)):>12} "
+            f"{g_ratio.mean():>22.3f} {av:>40}"
+        )
+    return emit
+
+
+def plot(results: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    for r in results:
+        style = "--" if r["stabilize"] else "-"
+        for ax, m in zip(axes, ("lpips", "geometry", "av"), strict=True):
+            curves = r[m]
+            x = np.arange(1, curves.shape[1] + 1) * (WINDOW_S if m == "av" else 1)
+            (line,) = ax.plot(x, np.nanmean(curves, 0), style, label=r["name"])
+            ax.fill_between(x, np.nanmin(curves, 0), np.nanmax(curves, 0), alpha=0.15, color=line.get_color())
+    axes[0].set_ylabel("LPIPS to the identity")
+    axes[1].set_ylabel("landmark distance / eye distance")
+    axes[2].set_ylabel("mouth-audio correlation (5 s window)")
+    for ax in axes:
+        ax.set_xlabel("second of video")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"Drift over {FLAGS.seconds} s (mean and range over {FLAGS.copies} videos)")
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> common.Lines:
     if not FLAGS.exports:
         raise app.UsageError("--exports is required")
     waveform = joined_speech(FLAGS.seconds)
@@ -144,62 +188,8 @@ def main(argv):
                     **{m: np.stack([c[m] for c in per_copy]) for m in ("lpips", "geometry", "av")},
                 )
             )
-    write(results, clip_id)
+    plot(results, os.path.join(FLAGS.figures, "long_video.png"))
+    return table(results, clip_id)
 
 
-def write(results: list[dict], clip_id: str) -> None:
-    lines = [
-        "# benchmarks/long_video.py",
-        f"machine: {platform.machine()} {os.cpu_count()} cores; python {platform.python_version()}, jax {jax.__version__}",
-        f"identity: first frame of held-out clip {clip_id}; {FLAGS.seconds} s of joined GRID speech; "
-        f"{FLAGS.copies} videos per row (seed {FLAGS.seed}, video ids 0..{FLAGS.copies - 1}): mean [min, max]",
-        f"drifts from: first second after which LPIPS to the identity stays > {DRIFT:.2f} x its first-5-s mean",
-        "",
-        f"{'row':<28} {'LPIPS first 5 s':>16} {'LPIPS last 5 s':>16} {'last/first':>18} {'drifts from':>12} "
-        f"{'landmarks last/first':>22} {'AV corr per 5 s window':>40}",
-    ]
-    for r in results:
-        lp = r["lpips"]
-        first, last = lp[:, :WINDOW_S].mean(1), lp[:, -WINDOW_S:].mean(1)
-        ratio = last / first
-        g = r["geometry"]
-        g_ratio = np.nanmean(g[:, -WINDOW_S:], 1) / np.nanmean(g[:, :WINDOW_S], 1)
-        av = " ".join(f"{v:+.2f}" for v in np.nanmean(r["av"], 0))
-        lines.append(
-            f"{r['name']:<28} {first.mean():>16.4f} {last.mean():>16.4f} "
-            f"{ratio.mean():>7.3f} [{ratio.min():.3f}, {ratio.max():.3f}] {drifts_from(lp.mean(0)):>12} "
-            f"{g_ratio.mean():>22.3f} {av:>40}"
-        )
-    text = "\n".join(lines) + "\n"
-    print(text)
-    os.makedirs(FLAGS.out, exist_ok=True)
-    with open(os.path.join(FLAGS.out, "long_video.txt"), "w", encoding="utf-8") as f:
-        f.write(text)
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
-    for r in results:
-        style = "--" if r["stabilize"] else "-"
-        for ax, m in zip(axes, ("lpips", "geometry", "av"), strict=True):
-            curves = r[m]
-            x = np.arange(1, curves.shape[1] + 1) * (WINDOW_S if m == "av" else 1)
-            (line,) = ax.plot(x, np.nanmean(curves, 0), style, label=r["name"])
-            ax.fill_between(x, np.nanmin(curves, 0), np.nanmax(curves, 0), alpha=0.15, color=line.get_color())
-    axes[0].set_ylabel("LPIPS to the identity")
-    axes[1].set_ylabel("landmark distance / eye distance")
-    axes[2].set_ylabel("mouth-audio correlation (5 s window)")
-    for ax in axes:
-        ax.set_xlabel("second of video")
-    axes[0].legend(fontsize=7)
-    fig.suptitle(f"Drift over {FLAGS.seconds} s (mean and range over {FLAGS.copies} videos)")
-    fig.tight_layout()
-    fig.savefig(os.path.join(FLAGS.out, "long_video.png"), dpi=100)
-    plt.close(fig)
-
-
-if __name__ == "__main__":
-    app.run(main)
+common.run(main)

@@ -1,6 +1,6 @@
 """Dataset preparation speed: the local process pool against Apache Beam's DirectRunner.
 
-  python benchmarks/prepare_engines.py     # writes benchmarks/results/prepare_engines.txt
+  python -m benchmarks.prepare_engines     # writes benchmarks/results/prepare_engines.txt
 
 Builds the 11 bundled GRID clips (3 s, 360x288, 75 frames each) at 128 px with the default
 mel encoder through ``builder.prepare_dataset`` (worker start-up, the clips, and TFDS writing
@@ -13,24 +13,18 @@ on a 2-core CPU.
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
-import platform
 import statistics
-import sys
 import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+from absl import flags, logging
 
-from absl import app, flags, logging  # noqa: E402
-
-from dheads_jax.data import builder, process  # noqa: E402
+from benchmarks import common
+from dheads_jax.data import builder, process
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("videos_dir", os.path.join(ROOT, "data", "samples", "grid"), "Clips to prepare.")
-flags.DEFINE_string("out", os.path.join(ROOT, "benchmarks", "results", "prepare_engines.txt"), "Result file.")
+flags.DEFINE_string("videos_dir", common.GRID_DIR, "Clips to prepare.")
+flags.DEFINE_string("output", common.result_path("prepare_engines"), "The result table.")
 flags.DEFINE_integer("repeats", 2, "Builds per configuration.")
 flags.DEFINE_list("detect_every", ["5"], "Sparse-detection k values to time on the local pool (2 workers).")
 
@@ -69,15 +63,8 @@ def build(engine: str, workers: int, detect_every: int = 1, times: int = 1) -> t
     return result.seconds, sum(result.written.values())
 
 
-def versions() -> str:
-    names = ("apache-beam", "tensorflow-cpu", "tensorflow-datasets", "dlib-bin", "av")
-    return ", ".join(f"{n} {importlib.metadata.version(n)}" for n in names)
-
-
-def main(argv):
-    del argv
+def main() -> common.Lines:
     logging.set_verbosity(logging.WARNING)
-    header = f"machine: {platform.machine()} {os.cpu_count()} cores; python {platform.python_version()}, {versions()}"
     configs = [("local", 1, 1, 1), ("local", 2, 1, 1), ("beam", 1, 1, 1), ("beam", 2, 1, 1)]
     configs += [("local", 2, 1, 3), ("beam", 2, 1, 3)]
     configs += [("local", 2, int(k), 1) for k in FLAGS.detect_every]
@@ -92,51 +79,47 @@ def main(argv):
         medians[(engine, workers, k, n)] = med
         rows.append((engine, workers, k, n, med, min(times), max(times), n / med))
     names = {"local": "local pool", "beam": "Beam DirectRunner"}
-    lines = [
-        "# benchmarks/prepare_engines.py",
-        header,
-        f"load average at the end: {os.getloadavg()[0]:.2f} (other work on the machine slows every row)",
+    # The machine line after the builds: it starts JAX, and the workers are forked.
+    emit = common.start_table(
+        "load avg: at the end (other work on the machine slows every row)",
         f"data: {FLAGS.videos_dir} (11 clips of {FRAMES_PER_GRID_CLIP} frames; 33 = three links to each), "
         f"128 px, mel 64x4; {FLAGS.repeats} builds per row: median [min, max]",
         "",
         f"{'engine':<20} {'workers':>7} {'detect_every':>12} {'clips':>5} {'seconds':>20} {'clips/s':>8}",
-    ]
+        versions=("apache_beam", "tensorflow", "tensorflow_datasets", "dlib", "av"),
+    )
     for engine, workers, k, n, med, lo, hi, rate in rows:
         span = f"{med:.1f} [{lo:.1f}, {hi:.1f}]"
-        lines.append(f"{names[engine]:<20} {workers:>7} {k:>12} {n:>5} {span:>20} {rate:>8.2f}")
-    lines.append("")
+        emit(f"{names[engine]:<20} {workers:>7} {k:>12} {n:>5} {span:>20} {rate:>8.2f}")
+    emit()
     for workers in (1, 2):
         ratio = medians[("beam", workers, 1, 11)] / medians[("local", workers, 1, 11)]
-        lines.append(f"11 clips, DirectRunner / local pool, {workers} worker(s): {ratio:.2f}x the time")
+        emit(f"11 clips, DirectRunner / local pool, {workers} worker(s): {ratio:.2f}x the time")
     marginal = {}
     for engine in ("local", "beam"):
         per_clip = (medians[(engine, 2, 1, 33)] - medians[(engine, 2, 1, 11)]) / 22
         marginal[engine] = per_clip
         fixed = medians[(engine, 2, 1, 11)] - 11 * per_clip
-        lines.append(
+        emit(
             f"{names[engine]}, 2 workers: {per_clip:.2f} s per extra clip ({1 / per_clip:.2f} clips/s) "
             f"+ {fixed:.1f} s fixed (start-up, writing)"
         )
     ratio = marginal["beam"] / marginal["local"]
-    lines.append(f"per extra clip, DirectRunner / local pool, 2 workers: {ratio:.2f}x the time")
+    emit(f"per extra clip, DirectRunner / local pool, 2 workers: {ratio:.2f}x the time")
     for k in FLAGS.detect_every:
         speedup = medians[("local", 2, 1, 11)] / medians[("local", 2, int(k), 11)]
-        lines.append(f"sparse detection k={k}, local pool 2 workers: {speedup:.2f}x faster per build")
+        emit(f"sparse detection k={k}, local pool 2 workers: {speedup:.2f}x faster per build")
     # Cost per frame and worker: the local pool's seconds per extra clip times its 2 workers,
     # over the frames of a clip (start-up excluded: it does not grow with the set).
     per_frame = marginal["local"] * 2 / FRAMES_PER_GRID_CLIP
-    lines += [
+    emit(
         "",
         f"one worker, per-frame detection: {per_frame * 1e3:.1f} ms per frame of 360x288 video (whole clip)",
         f"estimate, LRW (500,000 clips x 29 frames): {LRW_FRAMES * per_frame / 3600:,.0f} worker-hours",
         f"estimate, VoxCeleb2 (2,400 h of video): {VOXCELEB2_FRAMES * per_frame / 3600:,.0f} worker-hours",
         "(estimates scale the measured per-frame cost; larger source frames cost more detection)",
-    ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    with open(FLAGS.out, "w", encoding="utf-8") as f:
-        f.write(text)
+    )
+    return emit
 
 
-if __name__ == "__main__":
-    app.run(main)
+common.run(main)

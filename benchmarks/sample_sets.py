@@ -1,6 +1,6 @@
 """Sampling a dataset split with run_sample.py on 1 and 2 processes: videos/s and balance.
 
-  python benchmarks/sample_sets.py [--steps=10] [--repeats=2]   # writes benchmarks/results/sample_sets.txt
+  python -m benchmarks.sample_sets [--steps=10] [--repeats=2]   # writes benchmarks/results/sample_sets.txt
 
 Each process is a real run_sample.py on one CPU device (jax.distributed on localhost for
 two). The export is configs/test.py with random weights (speed does not depend on them);
@@ -19,22 +19,20 @@ import sys
 import tempfile
 import time
 
-from absl import app, flags
+from absl import flags
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from benchmarks import common
+from configs import test as test_config
+from dheads_jax import export
+from dheads_jax.data import cache
+from dheads_jax.distributed import free_port
+from dheads_jax.models import synthetic
 
-from benchmarks import common  # noqa: E402
-from configs import test as test_config  # noqa: E402
-from dheads_jax import export  # noqa: E402
-from dheads_jax.data import cache  # noqa: E402
-from tests import helpers  # noqa: E402
-
+FLAGS = flags.FLAGS
+flags.DEFINE_string("output", common.result_path("sample_sets"), "The result table.")
+flags.DEFINE_string("split", "train", "Split of the prepared GRID clips.")
 flags.DEFINE_integer("steps", 10, "Denoising steps per frame.")
 flags.DEFINE_integer("repeats", 2, "Runs of each process count.")
-flags.DEFINE_string("split", "train", "Split of the prepared GRID clips.")
-flags.DEFINE_string("output", os.path.join(ROOT, "benchmarks", "results", "sample_sets.txt"), "Report file.")
-FLAGS = flags.FLAGS
 
 ELAPSED = re.compile(r"sampling.*: (\d+)/(\d+) frames .*elapsed (?:(\d+)h)?(\d+)m(\d+)s")
 
@@ -50,14 +48,14 @@ def run(export_dir: str, dataset: str, out: str, processes: int) -> tuple[float,
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
     base = [
         sys.executable,
-        os.path.join(ROOT, "run_sample.py"),
+        os.path.join(common.ROOT, "run_sample.py"),
         f"--export={export_dir}",
         f"--dataset={dataset}",
         f"--split={FLAGS.split}",
         f"--output_dir={out}",
         f"--steps={FLAGS.steps}",
     ]
-    port = helpers.free_port()
+    port = free_port()
     extra = lambda i: (
         []
         if processes == 1
@@ -77,21 +75,19 @@ def run(export_dir: str, dataset: str, out: str, processes: int) -> tuple[float,
     return wall, [sampling_seconds(err) for _, err in outs], written
 
 
-def main(argv):
-    del argv
+def main() -> common.Lines:
     config = test_config.get_config()
     dataset = cache.ensure_dataset(config)
-    lines = [
-        "# Sampling a set on 1 and 2 processes (benchmarks/sample_sets.py)",
-        common.machine_line(),
+    emit = common.start_table(
+        "Sampling a set on 1 and 2 processes",
         f"set: GRID {FLAGS.split} split at {config.data.image_size} px, configs/test.py export, "
         f"{FLAGS.steps} DDPM steps per frame, batch 1 per process, 1 CPU device per process",
         "",
-    ]
+    )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         export_dir = export.write_export(
-            os.path.join(tmp, "export"), helpers.random_params(config), config, weights="raw", provenance={}
+            os.path.join(tmp, "export"), synthetic.random_params(config), config, weights="raw", provenance={}
         )
         for processes in (1, 2):
             walls, balances, count = [], [], 0
@@ -117,17 +113,12 @@ def main(argv):
                 ]
             )
     header = ["processes", "videos", "videos/s mean (range)", "wall s mean (range)", "balance mean (range)"]
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    fmt = " | ".join(f"{{:>{w}}}" for w in widths)
-    lines += [fmt.format(*header), "-+-".join("-" * w for w in widths), *[fmt.format(*r) for r in rows]]
-    lines += ["", f"{FLAGS.repeats} runs each; the 2 processes share the machine's 2 cores."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    os.makedirs(os.path.dirname(FLAGS.output), exist_ok=True)
-    with open(FLAGS.output + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(FLAGS.output + ".tmp", FLAGS.output)
+    emit(
+        *common.format_table(header, rows),
+        "",
+        f"{FLAGS.repeats} runs each; the 2 processes share the machine's {os.cpu_count()} cores.",
+    )
+    return emit
 
 
-if __name__ == "__main__":
-    app.run(main)
+common.run(main)

@@ -1,10 +1,11 @@
 """Samplers against quality: every sampler of a teacher export and its distilled students.
 
   # one teacher (and its students), every row and sampling seed; resumable:
-  python benchmarks/samplers.py --teacher=T/export --students=S4/export,S2/export,S1/export \
+  python -m benchmarks.samplers --teacher=T/export --students=S4/export,S2/export,S1/export \
       --workdir=/tmp/samplers/seed0
   # several teachers (training seeds) into one table, plot and frame grid:
-  python benchmarks/samplers.py --combine=/tmp/samplers/seed0,/tmp/samplers/seed1 --out=docs/samplers
+  python -m benchmarks.samplers --combine=/tmp/samplers/seed0,/tmp/samplers/seed1 \
+      --output=docs/samplers/samplers.txt --figures=docs/samplers
 
 Rows (all on the teacher's held-out split, each with the teacher's audio guidance):
 DDPM 100 and 50 (the official sampler), DDIM 25, 10 and 5, DPM-Solver++(2M) 10 and 5, and
@@ -29,22 +30,14 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import re
-import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+import numpy as np
+from absl import app, flags, logging
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
-
-from dheads_jax import evaluate, generate, media  # noqa: E402
-from dheads_jax.models import factory  # noqa: E402
-from dheads_jax.progress import quiet_library_logs  # noqa: E402
+from benchmarks import common
+from dheads_jax import describe, evaluate, generate, media
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("teacher", None, "The teacher export.")
@@ -62,18 +55,20 @@ flags.DEFINE_list(
 )
 flags.DEFINE_string("workdir", None, "Where videos, reports and results.json go.")
 flags.DEFINE_list("combine", [], "Workdirs of finished runs to merge into one table.")
+flags.DEFINE_string("output", common.result_path("samplers"), "The combined table.")
 flags.DEFINE_string(
-    "out", os.path.join(ROOT, "docs", "samplers"), "Folder of the combined table and figures."
+    "figures", os.path.join(common.ROOT, "docs", "samplers"), "Folder of the combined plot and frame grid."
 )
 
-TEACHER_ROWS = (
-    ("ddpm100", "DDPM 100", dict(sampler="ddpm", steps=100)),
-    ("ddpm50", "DDPM 50", dict(sampler="ddpm", steps=50)),
-    ("ddim25", "DDIM 25", dict(sampler="ddim", steps=25)),
-    ("ddim10", "DDIM 10", dict(sampler="ddim", steps=10)),
-    ("ddim5", "DDIM 5", dict(sampler="ddim", steps=5)),
-    ("dpmpp10", "DPM++ 10", dict(sampler="dpmpp", steps=10)),
-    ("dpmpp5", "DPM++ 5", dict(sampler="dpmpp", steps=5)),
+# (key, name, sampling overrides), from the most steps to the fewest per sampler.
+TEACHER_ROWS = tuple(
+    (f"{sampler}{steps}", f"{name} {steps}", dict(sampler=sampler, steps=steps))
+    for sampler, name, counts in (
+        ("ddpm", "DDPM", (100, 50)),
+        ("ddim", "DDIM", (25, 10, 5)),
+        ("dpmpp", "DPM++", (10, 5)),
+    )
+    for steps in counts
 )
 MEASURES = (
     ("mouth_correlation", "mouth corr", 3),
@@ -115,17 +110,6 @@ def passes_per_frame(options) -> int:
     return options.steps * (1 if options.audio_guidance == 1.0 else 2)
 
 
-def pass_flops(config) -> float:
-    """XLA's FLOP count of one network pass at batch 1."""
-    model = factory.build_unet(config)
-    inputs = factory.dummy_inputs(config, 1)
-    params = factory.param_shapes(config)
-    fn = jax.jit(lambda p, x: model.apply({"params": p}, **x, train=False))
-    cost = fn.lower(params, inputs).compile().cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost
-    return float(cost.get("flops", 0.0))
-
-
 def accelerator_estimate(flops: float, passes: int) -> float:
     """Estimated accelerator seconds per second of video (see the module docstring)."""
     per_pass = max(flops / (UTILISATION * PEAK_FLOPS), LAUNCH_FLOOR_S)
@@ -147,14 +131,14 @@ def run_rows(workdir: str) -> None:
         rows = [r for r in rows if r[0] in FLAGS.rows]
     for entry in FLAGS.students:
         rows.append(student_row(entry))
-    flops = pass_flops(teacher.config)
+    flops = describe.forward_flops(teacher.config)
     results_path = os.path.join(workdir, "results.json")
     results = dict(
         teacher=os.path.abspath(FLAGS.teacher),
         workdir=os.path.abspath(workdir),
         dataset=dataset,
         split=FLAGS.split,
-        machine=f"{platform.machine()} {os.cpu_count()} cores; python {platform.python_version()}, jax {jax.__version__}",
+        machine=common.machine_line(),
         pass_gflops=flops / 1e9,
         rows={},
     )
@@ -173,10 +157,7 @@ def run_rows(workdir: str) -> None:
                 dict(
                     name=name,
                     export=os.path.abspath(path),
-                    sampler=o.sampler,
-                    steps=o.steps,
-                    eta=o.eta,
-                    audio_guidance=o.audio_guidance,
+                    **{field: getattr(o, field) for field in ("sampler", "steps", "eta", "audio_guidance")},
                     passes=passes_per_frame(o),
                     accelerator_s_per_s=accelerator_estimate(flops, passes_per_frame(o)),
                     seeds={},
@@ -191,15 +172,11 @@ def run_rows(workdir: str) -> None:
                     os.path.join(here, "videos"), dataset, os.path.join(here, "report"), FLAGS.split
                 )
                 measures = {k: report["summary"]["generated"].get(k) for k, _, _ in MEASURES} | timing
-                with open(done + ".tmp", "w", encoding="utf-8") as f:
-                    json.dump(measures, f, indent=1)
-                os.replace(done + ".tmp", done)
+                common.write_text(done, json.dumps(measures, indent=1))
             with open(done, encoding="utf-8") as f:
                 row["seeds"][str(seed)] = json.load(f)
             logging.info("%s, seed %d: %s", name, seed, row["seeds"][str(seed)])
-            with open(results_path + ".tmp", "w", encoding="utf-8") as f:
-                json.dump(results, f, indent=1)
-            os.replace(results_path + ".tmp", results_path)
+            common.write_text(results_path, json.dumps(results, indent=1))
 
 
 def student_row(entry: str) -> tuple[str, str, str, dict]:
@@ -232,7 +209,7 @@ def row_order(keys) -> list[str]:
     return sorted(keys, key=rank)
 
 
-def combine(workdirs: list[str], out: str) -> None:
+def combine(workdirs: list[str], figures: str) -> common.Lines:
     runs = []
     for w in workdirs:
         with open(os.path.join(w, "results.json"), encoding="utf-8") as f:
@@ -242,8 +219,9 @@ def combine(workdirs: list[str], out: str) -> None:
         keys += [k for k in r["rows"] if k not in keys]
     keys = row_order(keys)
     lines = [
-        "# benchmarks/samplers.py --combine=" + ",".join(workdirs),
-        f"machine: {runs[0]['machine']}",
+        "# python -m benchmarks.samplers --combine=" + ",".join(workdirs),
+        # the machine of the first run; the line of an older run lacks the "machine: " head
+        f"machine: {runs[0]['machine'].removeprefix('machine: ')}",
         f"teachers: {', '.join(r['teacher'] for r in runs)}",
         f"held-out split {runs[0]['split']} of {runs[0]['dataset']}; one pass {runs[0]['pass_gflops']:.2f} GFLOP",
         "each cell: mean [min, max] over its runs (every teacher and sampling seed done); frames/s on this CPU;",
@@ -253,7 +231,7 @@ def combine(workdirs: list[str], out: str) -> None:
     ]
     from configs import crema
 
-    paper_flops = pass_flops(crema.get_config())
+    paper_flops = describe.forward_flops(crema.get_config())
     lines.insert(
         -1,
         f"accel s/s 128 px: the same estimate for the paper-scale model (configs/crema.py, one pass "
@@ -288,13 +266,10 @@ def combine(workdirs: list[str], out: str) -> None:
     lines.append(" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
     lines += [" | ".join(c.ljust(w) for c, w in zip(t, widths, strict=True)) for t in table]
     lines += ["", *goal_lines(runs)]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "samplers.txt"), "w", encoding="utf-8") as f:
-        f.write(text)
-    plot(summary, os.path.join(out, "samplers.png"))
-    frame_grid(runs[0], keys, os.path.join(out, "samplers_frames.png"))
+    os.makedirs(figures, exist_ok=True)
+    plot(summary, os.path.join(figures, "samplers.png"))
+    frame_grid(runs[0], keys, os.path.join(figures, "samplers_frames.png"))
+    return common.Lines(*lines)
 
 
 GOAL = dict(mouth_correlation=0.9, av_correlation=0.9, lpips=1.1)  # ratios to the guided DDIM 10
@@ -451,17 +426,15 @@ def frame_grid(run: dict, keys: list[str], path: str) -> None:
     Image.fromarray(np.concatenate(strips, 0)).save(path)
 
 
-def main(argv):
-    del argv
-    quiet_library_logs()
+def main() -> common.Lines | None:
+    """The combined table (``--combine``), or None: a run's rows go to its workdir."""
     if FLAGS.combine:
-        combine(FLAGS.combine, FLAGS.out)
-        return
+        return combine(FLAGS.combine, FLAGS.figures)
     if not FLAGS.teacher or not FLAGS.workdir:
         raise app.UsageError("--teacher and --workdir are required (or --combine)")
     os.makedirs(FLAGS.workdir, exist_ok=True)
     run_rows(FLAGS.workdir)
+    return None
 
 
-if __name__ == "__main__":
-    app.run(main)
+common.run(main)

@@ -1,6 +1,6 @@
 """Sparse face detection: speed and accuracy of detecting every k-th frame and tracking between.
 
-  python benchmarks/sparse_detection.py    # writes benchmarks/results/sparse_detection.txt
+  python -m benchmarks.sparse_detection    # writes benchmarks/results/sparse_detection.txt
 
 On the 11 bundled GRID clips (3 s, 25 fps, 360x288 MPEG-1), for each k of ``--every``
 (``PrepareSettings.detect_every``):
@@ -19,35 +19,23 @@ alone with the same functions. About 4 minutes on a 2-core CPU with the default 
 from __future__ import annotations
 
 import glob
-import io
 import os
-import platform
-import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+import numpy as np
+from absl import app, flags
 
-import av  # noqa: E402
-import dlib  # noqa: E402
-import numpy as np  # noqa: E402
-import PIL  # noqa: E402
-import scipy  # noqa: E402
-from absl import app, flags  # noqa: E402
-
-from dheads_jax import media  # noqa: E402
-from dheads_jax.data import align, faces, process, sources  # noqa: E402
-from dheads_jax.mouth import mouth_box  # noqa: E402
+from benchmarks import common
+from dheads_jax import media
+from dheads_jax.data import align, faces, process, sources
+from dheads_jax.mouth import mouth_box
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("videos_dir", os.path.join(ROOT, "data", "samples", "grid"), "Clips to process.")
-flags.DEFINE_string(
-    "out", os.path.join(ROOT, "benchmarks", "results", "sparse_detection.txt"), "Result file."
-)
+flags.DEFINE_integer("image_size", 128, "Crop side.")
+flags.DEFINE_string("videos_dir", common.GRID_DIR, "Clips to process.")
+flags.DEFINE_string("output", common.result_path("sparse_detection"), "The result table.")
 flags.DEFINE_list("every", ["1", "3", "5", "10", "25"], "Values of detect_every; the first must be 1.")
 flags.DEFINE_integer("repeats", 3, "Timed runs per clip and k (the fastest is kept).")
-flags.DEFINE_integer("image_size", 128, "Crop side.")
 flags.DEFINE_integer("profile_every", 10, "The k profiled stage by stage next to k = 1.")
 
 GOAL_SPEEDUP, GOAL_BOX_PX = 3.0, 2
@@ -93,35 +81,15 @@ def stage_profile(source, settings, detector, repeats: int) -> dict[str, float]:
     return t
 
 
-def header() -> str:
-    cpu = next(
-        (ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?"
-    )
-    load = os.getloadavg()[0]
-    return (
-        f"machine: {platform.machine()} {cpu}, {os.cpu_count()} cores, load avg {load:.2f}\n"
-        f"python {platform.python_version()}, numpy {np.__version__}, dlib {dlib.__version__}, "
-        f"av {av.__version__}, pillow {PIL.__version__}, scipy {scipy.__version__}\n"
-    )
-
-
-def main(argv):
-    del argv
-    buf = io.StringIO()
-    emit = lambda line="": (print(line, flush=True), buf.write(line + "\n"))  # noqa: E731
-    emit("# benchmarks/sparse_detection.py")
-    emit(header())
+def main() -> common.Lines:
+    emit = common.start_table("", versions=("numpy", "dlib", "av", "PIL", "scipy"))
     every = [int(k) for k in FLAGS.every]
     if every[0] != 1:
         raise app.UsageError("--every must start with 1 (the reference)")
     clips = clip_sources(FLAGS.videos_dir)
     detector = faces.LandmarkDetector()
-    face_s = {k: [] for k in every}
-    clip_s = {k: [] for k in every}
-    runs = {k: [] for k in every}
-    box_diff = {k: [] for k in every}
-    lm_dist = {k: [] for k in every}
-    same = {k: [] for k in every}
+    # per k, one entry per clip
+    face_s, clip_s, runs, box_diff, lm_dist, same = ({k: [] for k in every} for _ in range(6))
     frames_total = 0
     reference = {}
     for k in (every[0], every[-1]):  # warm-up: first calls load models and fill caches
@@ -200,12 +168,7 @@ def main(argv):
             value = total if name == "sum" else prof[name]
             cells.append(f"{value:>8.3f} {value / total:>6.1%}")
         emit(f"{name:<14} " + " ".join(cells))
-    os.makedirs(os.path.dirname(FLAGS.out), exist_ok=True)
-    tmp = FLAGS.out + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(buf.getvalue())
-    os.replace(tmp, FLAGS.out)
+    return emit
 
 
-if __name__ == "__main__":
-    app.run(main)
+common.run(main)

@@ -34,31 +34,26 @@ reference, not a held-out one; it is where the closure threshold comes from).
 
 Writes the table to ``--output`` and into ``--figures``: talking_mouth_strip.png (consecutive
 mouth crops of one pair, the generated video above the real one) and talking_gap_energy.png
-(lip gap and audio energy over time, generated and real). Supersedes benchmarks/new_faces.py
-for the talking measures (new_faces.py also has first-frame PSNR and grain).
+(lip gap and audio energy over time, generated and real).
 """
 
 from __future__ import annotations
 
 import glob
 import os
-import sys
 import time
 
+import numpy as np
+from absl import app, flags, logging
+
+from dheads_jax import bundled, files, generate, media
+from dheads_jax.data import align
+from dheads_jax.data import audio as audio_lib
+from dheads_jax.imaging import to_uint8
+from dheads_jax.metrics import landmarks, talking
+from dheads_jax.progress import Progress, format_seconds, quiet_library_logs
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-import numpy as np  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
-
-from dheads_jax import bundled, files, generate, media  # noqa: E402
-from dheads_jax.data import align  # noqa: E402
-from dheads_jax.data import audio as audio_lib  # noqa: E402
-from dheads_jax.imaging import to_uint8  # noqa: E402
-from dheads_jax.metrics import landmarks, talking  # noqa: E402
-from dheads_jax.progress import Progress, format_seconds, quiet_library_logs  # noqa: E402
-
 SAMPLES = os.path.join(ROOT, "data", "samples")
 ALIGN_DIR = os.path.join(SAMPLES, "speech", "align")
 GRID_MORE = os.path.join(SAMPLES, "grid_more")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import socket
 
 import jax
 import numpy as np
@@ -65,3 +66,10 @@ def gather(value) -> list:
     padded[: data.size] = data
     everyone = multihost_utils.process_allgather(padded)
     return [pickle.loads(everyone[i, : int(sizes[i, 0])].tobytes()) for i in range(jax.process_count())]
+
+
+def free_port() -> int:
+    """A TCP port free on localhost now, for a coordinator of processes on this machine."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

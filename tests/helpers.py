@@ -9,7 +9,6 @@ import fcntl
 import functools
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import warnings
@@ -19,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import test as test_config
+from dheads_jax.distributed import free_port
 from dheads_jax.models import factory, synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -95,13 +95,6 @@ def prepared_samples(config) -> str:
 
     with cache_lock():
         return cache.ensure_dataset(config)
-
-
-def free_port() -> int:
-    """A TCP port free on localhost now, for a jax.distributed coordinator."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def first_frame(path: str) -> np.ndarray:
