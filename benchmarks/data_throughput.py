@@ -27,7 +27,7 @@ from benchmarks import common
 from configs import default as default_config
 from configs import test as test_config
 from dheads_jax import diffusion, input_pipeline
-from dheads_jax.data import audio, builder, process
+from dheads_jax.data import audio, builder, process, sources
 from dheads_jax.models.factory import build_unet
 
 FLAGS = flags.FLAGS
@@ -52,7 +52,9 @@ def time_prepare(videos_dir: str, out: str, workers: int, data) -> tuple[float, 
         image_size=data.image_size, mel=audio.MelParams(num_mels=data.mel_bins, subframes=data.mel_subframes)
     )
     start = time.perf_counter()
-    result = builder.prepare_dataset(videos_dir, out, settings=settings, num_workers=workers)
+    result = builder.prepare_dataset(
+        sources.ClipSpec(videos_dir), out, settings=settings, engine=builder.Engine(num_workers=workers)
+    )
     return time.perf_counter() - start, sum(result.written.values())
 
 

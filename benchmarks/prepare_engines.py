@@ -20,7 +20,7 @@ import tempfile
 from absl import flags, logging
 
 from benchmarks import common
-from dheads_jax.data import builder, process
+from dheads_jax.data import builder, process, sources
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("videos_dir", common.GRID_DIR, "Clips to prepare.")
@@ -54,11 +54,12 @@ def build(engine: str, workers: int, detect_every: int = 1, times: int = 1) -> t
     settings = process.PrepareSettings(detect_every=detect_every)
     with tempfile.TemporaryDirectory() as out, tempfile.TemporaryDirectory() as videos:
         result = builder.prepare_dataset(
-            copies(videos, times) if times > 1 else FLAGS.videos_dir,
+            sources.ClipSpec(copies(videos, times) if times > 1 else FLAGS.videos_dir),
             out,
             settings=settings,
-            num_workers=workers,
-            beam_options=beam_options(workers) if engine == "beam" else None,
+            engine=builder.Engine(
+                num_workers=workers, beam_options=beam_options(workers) if engine == "beam" else None
+            ),
         )
     return result.seconds, sum(result.written.values())
 

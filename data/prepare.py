@@ -124,18 +124,20 @@ def prepare(settings: process.PrepareSettings) -> builder.PrepareResult:
             import apache_beam  # noqa: F401, PLC0415
         except ImportError as e:
             raise ImportError("--beam_pipeline_options needs Apache Beam: pip install -e '.[beam]'") from e
-    return builder.prepare_dataset(
-        FLAGS.videos_dir,
-        FLAGS.output_dir,
+    clips = sources.ClipSpec(
+        videos_dir=FLAGS.videos_dir,
         audio_dir=FLAGS.audio_dir,
         file_lists=FLAGS.file_list,
-        settings=settings,
         speaker_pattern=FLAGS.speaker_pattern,
+        layout=FLAGS.layout,
+    )
+    engine = builder.Engine(
         num_workers=FLAGS.num_workers,
         num_shards=FLAGS.num_shards or None,
-        layout=FLAGS.layout,
         beam_options=FLAGS.beam_pipeline_options,
-        overwrite=FLAGS.overwrite,
+    )
+    return builder.prepare_dataset(
+        clips, FLAGS.output_dir, settings=settings, engine=engine, overwrite=FLAGS.overwrite
     )
 
 

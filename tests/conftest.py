@@ -65,7 +65,7 @@ def grid_dataset():
 
     Built once per run under the shared cache lock, so the xdist workers share one copy.
     """
-    from dheads_jax.data import audio, builder, cache, process
+    from dheads_jax.data import audio, builder, cache, process, sources
 
     out = os.path.join(cache.cache_root(), f"grid_{helpers.GRID_SIZE}px_tests")
     with helpers.cache_lock():
@@ -73,7 +73,12 @@ def grid_dataset():
             settings = process.PrepareSettings(
                 image_size=helpers.GRID_SIZE, mel=audio.MelParams(num_mels=8, subframes=1)
             )
-            builder.prepare_dataset(helpers.GRID_DIR, out, settings=settings, num_workers=2)
+            builder.prepare_dataset(
+                sources.ClipSpec(helpers.GRID_DIR),
+                out,
+                settings=settings,
+                engine=builder.Engine(num_workers=2),
+            )
     return out
 
 

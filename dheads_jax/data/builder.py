@@ -5,8 +5,8 @@ One builder, two engines, one per-clip function (``process.try_clip``):
 * Local (default): worker processes turn each clip into an example and pickle it into a
   temporary spool folder (or report why not); then TFDS writes the examples of every
   non-empty split into shards.
-* Apache Beam (``beam_options``, e.g. "runner=DirectRunner,direct_num_workers=2"): TFDS runs
-  a Beam pipeline per split whose clips are processed on the runner's workers
+* Apache Beam (``Engine.beam_options``, e.g. "runner=DirectRunner,direct_num_workers=2"):
+  TFDS runs a Beam pipeline per split whose clips are processed on the runner's workers
   (``beam_build``); bad clips are counted and listed, never fail the pipeline.
 
 Either way the shards land in TFDS's usual layout, ``<output_dir>/talking_faces/1.0.0/``,
@@ -48,6 +48,27 @@ DEFAULT_SETTINGS = process.PrepareSettings()
 
 class NothingWrittenError(RuntimeError):
     """Every clip was skipped."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Engine:
+    """How the clips are processed and written: the local process pool or Apache Beam.
+
+    Attributes:
+      num_workers: clip-processing processes (the local pool).
+      num_shards: TFRecord shards per split; None picks max(4, size / 256 MiB), at most
+        the number of examples of the smallest split (with Beam: TFDS's own rule, powers
+        of two of at most 256 MiB each).
+      beam_options: Beam pipeline options in TFDS's syntax ("runner=DirectRunner,...");
+        None builds with the local process pool.
+    """
+
+    num_workers: int = 1
+    num_shards: int | None = None
+    beam_options: str | None = None
+
+
+DEFAULT_ENGINE = Engine()
 
 
 def external_dim(settings: process.PrepareSettings, candidates: list[sources.ClipSource]) -> int:
@@ -123,43 +144,25 @@ class TalkingFaces(tfds.core.GeneratorBasedBuilder):
     def __init__(
         self,
         *,
-        videos_dir: str,
-        audio_dir: str | None = None,
-        file_lists: tuple[str, ...] | list[str] = (),
+        clips: sources.ClipSpec,
         settings: process.PrepareSettings = DEFAULT_SETTINGS,
-        speaker_pattern: str | None = None,
-        num_workers: int = 1,
-        num_shards: int | None = None,
-        layout: str = "flat",
-        beam_options: str | None = None,
+        engine: Engine = DEFAULT_ENGINE,
         **kwargs,
     ):
         """Lists the clips; nothing is decoded until ``download_and_prepare``.
 
         Args:
-          videos_dir: folder of clips (any container FFmpeg reads).
-          audio_dir: optional parallel folder of .wav/.mp3/.flac files.
-          file_lists: optional file lists ("PATH" or "SPLIT=PATH"); see sources.collect_clips.
+          clips: where the clips are (videos, parallel audio, file lists, speaker pattern,
+            folder layout); see sources.ClipSpec.
           settings: what goes into each example.
-          speaker_pattern: optional regex whose first group is the speaker id.
-          num_workers: clip-processing processes.
-          num_shards: TFRecord shards per split; None picks max(4, size / 256 MiB), at most
-            the number of examples of the smallest split (with Beam: TFDS's own rule, powers
-            of two of at most 256 MiB each).
-          layout: folder layout, "flat", "lrw" or "voxceleb" (sources.parse_layout).
-          beam_options: Beam pipeline options in TFDS's syntax ("runner=DirectRunner,...");
-            None builds with the local process pool.
+          engine: worker processes, shards per split, Beam or the local pool; see Engine.
           **kwargs: for tfds.core.GeneratorBasedBuilder (data_dir, ...).
         """
-        self.candidates, self.skipped = sources.collect_clips(
-            videos_dir, file_lists, audio_dir, speaker_pattern, layout
-        )
+        self.candidates, self.skipped = sources.collect_clips(clips)
         if settings.audio_encoder == "external" and settings.external_dim is None:
             settings = dataclasses.replace(settings, external_dim=external_dim(settings, self.candidates))
         self.settings = settings
-        self.num_workers = num_workers
-        self.num_shards = num_shards
-        self.beam_options = beam_options
+        self.engine = engine
         self.written: dict[str, int] = {}
         self.spooled: set[sources.ClipSource] = set()
         self.counters: dict[str, int] = {}
@@ -221,11 +224,11 @@ class TalkingFaces(tfds.core.GeneratorBasedBuilder):
         for split in {c.split for c in self.candidates}:
             os.makedirs(os.path.join(self._spool_dir, split), exist_ok=True)
         tasks = [(c, self.settings, self._spool_path(c)) for c in self.candidates]
-        if self.num_workers > 1 and len(tasks) > 1:
+        if self.engine.num_workers > 1 and len(tasks) > 1:
             # spawn, not fork: the parent has TensorFlow threads running.
             ctx = multiprocessing.get_context("spawn")
             with _workers_skip_main():
-                pool = ctx.Pool(min(self.num_workers, len(tasks)))
+                pool = ctx.Pool(min(self.engine.num_workers, len(tasks)))
             with pool:
                 for result in pool.imap_unordered(process.spool_clip, tasks):
                     self._record(*result)
@@ -236,8 +239,8 @@ class TalkingFaces(tfds.core.GeneratorBasedBuilder):
     def shards(self) -> int | None:
         """Shards per split for the spooled examples (None: TFDS's rule, for a remote spool)."""
         smallest = min(self.written.values())
-        if self.num_shards:
-            return max(1, min(self.num_shards, smallest))
+        if self.engine.num_shards:
+            return max(1, min(self.engine.num_shards, smallest))
         if files.is_remote(self._spool_dir):
             return None
         size = sum(
@@ -257,7 +260,7 @@ class TalkingFaces(tfds.core.GeneratorBasedBuilder):
         # TFDS's progress bars only with the libraries' lines (--verbosity=1); ours are the
         # "prepared CLIP" lines.
         tfds.display_progress_bar(progress.library_logs_shown())
-        if self.beam_options:
+        if self.engine.beam_options:
             self._prepare_with_beam(**kwargs)
         else:
             self._prepare_locally(**kwargs)
@@ -285,7 +288,7 @@ class TalkingFaces(tfds.core.GeneratorBasedBuilder):
     def _prepare_with_beam(self, **kwargs) -> None:
         from dheads_jax.data import beam_build  # noqa: PLC0415 - the optional beam extra
 
-        options = beam_build.pipeline_options(self.beam_options)
+        options = beam_build.pipeline_options(self.engine.beam_options)
         output_dir = os.path.dirname(os.path.dirname(str(self.data_dir)))
         # The spool must be reachable from every worker: beside the output (local or gs://).
         self._spool_dir = files.join(output_dir, f".spool-{uuid.uuid4().hex[:12]}")
@@ -315,7 +318,7 @@ class TalkingFaces(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         del dl_manager
-        if self.beam_options:
+        if self.engine.beam_options:
             from dheads_jax.data import beam_build  # noqa: PLC0415
 
             return {
@@ -369,38 +372,28 @@ def write_json(path: str, obj) -> None:
 
 
 def prepare_dataset(
-    videos_dir: str,
+    clips: sources.ClipSpec,
     output_dir: str,
     *,
-    audio_dir: str | None = None,
-    file_lists: tuple[str, ...] | list[str] = (),
     settings: process.PrepareSettings = DEFAULT_SETTINGS,
-    speaker_pattern: str | None = None,
-    num_workers: int = 1,
-    num_shards: int | None = None,
-    layout: str = "flat",
-    beam_options: str | None = None,
+    engine: Engine = DEFAULT_ENGINE,
     overwrite: bool = False,
 ) -> PrepareResult:
     """Builds the dataset and writes the skip report; see ``TalkingFaces``.
+
+    Args:
+      clips: where the clips are; see sources.ClipSpec.
+      output_dir: where the dataset (``talking_faces/1.0.0/``) and the report go.
+      settings: what goes into each example.
+      engine: how the clips are processed and written; see Engine.
+      overwrite: replace an existing dataset in ``output_dir``.
 
     Returns:
       PrepareResult; ``dataset_dir`` is None when every clip was skipped.
     """
     start = time.time()
     files.makedirs(output_dir)
-    builder = TalkingFaces(
-        videos_dir=videos_dir,
-        audio_dir=audio_dir,
-        file_lists=file_lists,
-        settings=settings,
-        speaker_pattern=speaker_pattern,
-        num_workers=num_workers,
-        num_shards=num_shards,
-        layout=layout,
-        beam_options=beam_options,
-        data_dir=output_dir,
-    )
+    builder = TalkingFaces(clips=clips, settings=settings, engine=engine, data_dir=output_dir)
     if overwrite and files.exists(str(builder.data_dir)):
         files.remove_tree(str(builder.data_dir))
     try:
@@ -410,7 +403,7 @@ def prepare_dataset(
         logging.error("%s", e)
         dataset_dir = None
     report = dict(
-        videos_dir=files.absolute(videos_dir),
+        videos_dir=files.absolute(clips.videos_dir),
         dataset_dir=dataset_dir,
         written=builder.written,
         num_skipped=len(builder.skipped),

@@ -188,37 +188,56 @@ def parse_layout(layout: str, relative_path: str) -> tuple[str | None, str | Non
     raise ValueError(f"not in the {layout} layout ({LAYOUT_FORMS[layout]})")
 
 
-def collect_clips(
-    videos_dir: str,
-    file_lists: list[str] | tuple[str, ...] = (),
-    audio_dir: str | None = None,
-    speaker_pattern: str | None = None,
-    layout: str = "flat",
-) -> tuple[list[ClipSource], list[Skip]]:
+@dataclasses.dataclass(frozen=True)
+class ClipSpec:
+    """Where the clips of a dataset are, and what names their splits and speakers.
+
+    Attributes:
+      videos_dir: folder of clips (any container FFmpeg reads); local, gs://, any path
+        TensorFlow's file system reads.
+      audio_dir: optional parallel folder of .wav/.mp3/.flac files.
+      file_lists: ``--file_list`` entries ("PATH" or "SPLIT=PATH", ``split_of_file_list``);
+        they name the splits. Without them the layout does (``parse_layout``), and under the
+        flat layout every video goes to "train". Any sequence; stored as a tuple.
+      speaker_pattern: optional regex whose first group is the speaker id; wins over the
+        layout's speaker.
+      layout: folder layout, "flat", "lrw" or "voxceleb" (``parse_layout``).
+    """
+
+    videos_dir: str
+    audio_dir: str | None = None
+    file_lists: tuple[str, ...] = ()
+    speaker_pattern: str | None = None
+    layout: str = "flat"
+
+    def __post_init__(self):
+        object.__setattr__(self, "file_lists", tuple(self.file_lists))
+
+
+def collect_clips(clips: ClipSpec) -> tuple[list[ClipSource], list[Skip]]:
     """Candidate clips per split, and the files rejected before decoding.
 
     Args:
-      videos_dir: folder of clips (local, gs://, any path TensorFlow's file system reads).
-      file_lists: ``--file_list`` entries; they name the splits. Without them the layout
-        does (``parse_layout``), and under the flat layout every video goes to "train".
-      audio_dir: optional parallel folder of audio files.
-      speaker_pattern: optional regex for the speaker id; wins over the layout's speaker.
-      layout: "flat", "lrw" or "voxceleb" (``parse_layout``).
+      clips: where the clips are and how their paths name splits and speakers.
 
     Returns:
       (sources, skips): skips are missing listed files, non-video files in the folder and
       (with a layout) paths that do not have its form ("bad_layout").
+
+    Raises:
+      ValueError: an unknown layout.
     """
+    layout, speaker_pattern = clips.layout, clips.speaker_pattern
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; choose one of {LAYOUTS}")
     sources, skips = [], []
-    if file_lists:
+    if clips.file_lists:
         listed = []
-        for spec in file_lists:
+        for spec in clips.file_lists:
             split, path = split_of_file_list(spec)
             listed += [(split, rel) for rel in read_file_list(path)]
     else:
-        videos, others = walk_videos(videos_dir, exclude=audio_dir)
+        videos, others = walk_videos(clips.videos_dir, exclude=clips.audio_dir)
         listed = [(None, rel) for rel in videos]
         skips += [
             Skip(
@@ -229,8 +248,8 @@ def collect_clips(
             )
             for rel in others
         ]
-    audio_files = audio_index(audio_dir)
-    root = files.absolute(videos_dir)
+    audio_files = audio_index(clips.audio_dir)
+    root = files.absolute(clips.videos_dir)
     counters: dict[str, int] = {}
     for listed_split, rel in listed:
         try:

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("apache_beam", reason="the beam extra is not installed (pip install -e '.[beam]')")
 
-from dheads_jax.data import beam_build, builder, process, reader
+from dheads_jax.data import beam_build, builder, process, reader, sources
 from tests import helpers
 from tests.bad_inputs import EXPECTED_REASONS, write_bad_inputs
 
@@ -31,9 +31,13 @@ def both_builds(tmp_path_factory):
     for name in sorted(os.listdir(helpers.GRID_DIR)):
         if name.endswith(".mpg"):
             os.symlink(os.path.join(helpers.GRID_DIR, name), videos / "grid" / name)
-    common = dict(audio_dir=str(audio_dir), settings=SETTINGS)
-    local = builder.prepare_dataset(str(videos), str(root / "local"), num_workers=2, **common)
-    beam = builder.prepare_dataset(str(videos), str(root / "beam"), beam_options=BEAM_OPTIONS, **common)
+    clips = sources.ClipSpec(str(videos), audio_dir=str(audio_dir))
+    local = builder.prepare_dataset(
+        clips, str(root / "local"), settings=SETTINGS, engine=builder.Engine(num_workers=2)
+    )
+    beam = builder.prepare_dataset(
+        clips, str(root / "beam"), settings=SETTINGS, engine=builder.Engine(beam_options=BEAM_OPTIONS)
+    )
     return local, beam
 
 
@@ -94,11 +98,10 @@ def test_a_split_whose_clips_are_all_bad_is_left_out(tmp_path):
     (tmp_path / "val.txt").write_text("broken.mp4\n")
     lists = [f"train={tmp_path / 'train.txt'}", f"val={tmp_path / 'val.txt'}"]
     result = builder.prepare_dataset(
-        str(videos),
+        sources.ClipSpec(str(videos), file_lists=lists),
         str(tmp_path / "out"),
-        file_lists=lists,
         settings=SETTINGS,
-        beam_options="runner=DirectRunner",
+        engine=builder.Engine(beam_options="runner=DirectRunner"),
     )
     assert result.written == {"train": 1}
     assert [dataclasses.astuple(s)[:3] for s in result.skipped] == [("broken.mp4", "val", "corrupt")]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from dheads_jax.data import audio, builder, process, reader
+from dheads_jax.data import audio, builder, process, reader, sources
 from dheads_jax.mouth import mouth_box
 from tests import helpers
 from tests.bad_inputs import EXPECTED_REASONS, write_bad_inputs
@@ -112,7 +112,8 @@ def bad_folder(tmp_path_factory):
     videos, audio_dir = root / "videos", root / "audio"
     write_bad_inputs(videos, audio_dir)
     out = root / "out"
-    result = builder.prepare_dataset(str(videos), str(out), audio_dir=str(audio_dir), settings=SETTINGS)
+    clips = sources.ClipSpec(str(videos), audio_dir=str(audio_dir))
+    result = builder.prepare_dataset(clips, str(out), settings=SETTINGS)
     return root, result
 
 
@@ -144,7 +145,7 @@ def test_nothing_written_gives_no_dataset_and_a_report(tmp_path):
     videos = tmp_path / "videos"
     videos.mkdir()
     (videos / "broken.mp4").write_bytes(b"not a video at all")
-    result = builder.prepare_dataset(str(videos), str(tmp_path / "out"), settings=SETTINGS)
+    result = builder.prepare_dataset(sources.ClipSpec(str(videos)), str(tmp_path / "out"), settings=SETTINGS)
     assert result.dataset_dir is None and result.written == {}
     assert [(s.clip, s.reason) for s in result.skipped] == [("broken.mp4", "corrupt")]
     assert json.load(open(result.report_path))["num_skipped"] == 1

@@ -85,7 +85,7 @@ def base(request, tmp_path):
 
 def test_lrw_layout_takes_the_split_from_the_folder(base):
     make_tree(base, LRW_TREE)
-    found, skips = sources.collect_clips(base, layout="lrw")
+    found, skips = sources.collect_clips(sources.ClipSpec(base, layout="lrw"))
     assert summary(found, skips) == LRW_EXPECTED
     assert all(c.video_path == files.join(files.absolute(base), c.relative_path) for c in found)
     assert "WORD/{train,val,test}/WORD_NNNNN.mp4" in skips[0].message
@@ -93,7 +93,7 @@ def test_lrw_layout_takes_the_split_from_the_folder(base):
 
 def test_voxceleb_layout_takes_the_speaker_from_the_folder(base):
     make_tree(base, VOXCELEB_TREE)
-    found, skips = sources.collect_clips(base, layout="voxceleb")
+    found, skips = sources.collect_clips(sources.ClipSpec(base, layout="voxceleb"))
     assert summary(found, skips) == VOXCELEB_EXPECTED
 
 
@@ -103,19 +103,22 @@ def test_a_file_list_names_the_split_and_the_layout_the_speaker(base):
     files.write_text_atomic(
         listing, "./test/mp4/id00017/7t6lfzvVaTM/00003.mp4\nid00012/00001.mp4\nid00099/x/00001.mp4"
     )
-    found, skips = sources.collect_clips(base, [listing], layout="voxceleb")
+    found, skips = sources.collect_clips(sources.ClipSpec(base, file_lists=[listing], layout="voxceleb"))
     assert summary(found, skips) == (
         [("val", 0, "test/mp4/id00017/7t6lfzvVaTM/00003.mp4", "id00017")],
         [("id00012/00001.mp4", "val", "bad_layout"), ("id00099/x/00001.mp4", "val", "missing")],
     )
     # A speaker pattern wins over the layout's speaker.
-    found, _ = sources.collect_clips(base, [listing], layout="voxceleb", speaker_pattern=r"id\d+/(\w{4})")
+    clips = sources.ClipSpec(base, file_lists=[listing], layout="voxceleb", speaker_pattern=r"id\d+/(\w{4})")
+    found, _ = sources.collect_clips(clips)
     assert [c.speaker_id for c in found] == ["7t6l"]
 
 
 def test_flat_layout_and_parallel_audio_on_any_file_system(base):
     make_tree(base, ["v/s1/a.mp4", "v/s1/b.mp4", "v/notes.md", "v/c.wav", "aud/s1/a.flac", "aud/s1/a.wav"])
-    found, skips = sources.collect_clips(files.join(base, "v"), audio_dir=files.join(base, "aud"))
+    found, skips = sources.collect_clips(
+        sources.ClipSpec(files.join(base, "v"), audio_dir=files.join(base, "aud"))
+    )
     assert summary(found, skips) == (
         [("train", 0, "s1/a.mp4", "s1"), ("train", 1, "s1/b.mp4", "s1")],
         [("c.wav", "train", "not_video")],
@@ -126,7 +129,7 @@ def test_flat_layout_and_parallel_audio_on_any_file_system(base):
 
 def test_unknown_layout_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown layout 'lrs3'"):
-        sources.collect_clips(str(tmp_path), layout="lrs3")
+        sources.collect_clips(sources.ClipSpec(str(tmp_path), layout="lrs3"))
 
 
 def test_clips_decode_from_a_remote_path():
@@ -153,7 +156,9 @@ def test_file_lists_official_format(tmp_path):
     assert sources.read_file_list(str(without)) == ["s15/b.mp4", "s15/missing.mp4"]
     assert sources.split_of_file_list(str(without)) == ("test", str(without))
     assert sources.split_of_file_list("val=/x/list.txt") == ("val", "/x/list.txt")
-    found, skips = sources.collect_clips(str(tmp_path), [str(with_newline), str(without)])
+    found, skips = sources.collect_clips(
+        sources.ClipSpec(str(tmp_path), file_lists=[str(with_newline), str(without)])
+    )
     assert [(c.split, c.index, c.relative_path, c.speaker_id) for c in found] == [
         ("train", 0, "s15/a.mp4", "s15"),
         ("train", 1, "s15/b.mp4", "s15"),
