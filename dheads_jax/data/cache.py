@@ -8,11 +8,12 @@ into a cache folder keyed by everything that decides the dataset's content.
 from __future__ import annotations
 
 import os
+import re
 
 import ml_collections
 from absl import logging
 
-from dheads_jax.data import audio, builder, process
+from dheads_jax.data import audio, builder, process, sources
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -46,9 +47,10 @@ def samples_dataset_dir(data: ml_collections.ConfigDict) -> str:
 def file_lists(samples_dir: str) -> list[str]:
     """SPLIT=FILE entries for the ``file_list_<name>_<split>.txt`` files beside the clips."""
     parent, name = os.path.split(os.path.normpath(samples_dir))
-    prefix = f"file_list_{name}_"
-    found = sorted(f for f in os.listdir(parent) if f.startswith(prefix) and f.endswith(".txt"))
-    return [f"{f[len(prefix) : -4]}={os.path.join(parent, f)}" for f in found]
+    # A split is one word: file_list_grid_more_train.txt belongs to grid_more, not to grid.
+    pattern = re.compile(rf"file_list_{re.escape(name)}_([A-Za-z0-9]+)\.txt")
+    found = sorted((m.group(1), f) for f in os.listdir(parent) if (m := pattern.fullmatch(f)))
+    return [f"{split}={os.path.join(parent, f)}" for split, f in found]
 
 
 def ensure_dataset(config: ml_collections.ConfigDict, prepare: bool = True) -> str:
@@ -73,7 +75,10 @@ def ensure_dataset(config: ml_collections.ConfigDict, prepare: bool = True) -> s
         return out
     logging.info("preparing %s into %s (first use; later runs reuse it)", samples, out)
     result = builder.prepare_dataset(
-        samples, out, file_lists=file_lists(samples), settings=prepare_settings(data), num_workers=2
+        sources.ClipSpec(samples, file_lists=file_lists(samples)),
+        out,
+        settings=prepare_settings(data),
+        engine=builder.Engine(num_workers=2),
     )
     if result.dataset_dir is None:
         raise RuntimeError(f"preparing {samples} wrote nothing; see {result.report_path}")
