@@ -160,32 +160,18 @@ def diffusion_loss(
     motion = augment_motion(keys["motion_noise"], batch["motion"], o.motion_noise)
     motion = drop_motion(keys["motion_dropout"], motion, batch["identity"], o.motion_dropout)
     x_in = network_input(schedule, x_t, t, batch["identity"], o.identity_relative)
+    variables, rngs, timesteps = {"params": params}, {"dropout": keys["dropout"]}, schedule.timesteps[t]
     out = model.apply(
-        {"params": params},
-        x_in,
-        jnp.take(schedule.timesteps, t),
-        batch["identity"],
-        motion,
-        batch["audio"],
-        train=train,
-        rngs={"dropout": keys["dropout"]},
+        variables, x_in, timesteps, batch["identity"], motion, batch["audio"], train=train, rngs=rngs
     )
     mse_pair = None
     if o.mse_target == "v":
         v_of = x_start - batch["identity"] if o.identity_relative else x_start
         mse_pair = (out[..., : x_start.shape[-1]].astype(jnp.float32), v_target(schedule, v_of, noise, t))
     out = output_to_eps(schedule, out, x_in, t, o.parametrization)
+    lambdas = (o.lambda_vlb, o.lambda_ls)
     terms = training_losses(
-        schedule,
-        out,
-        x_start,
-        x_t,
-        t,
-        noise,
-        batch["mouth_box"],
-        o.lambda_vlb,
-        o.lambda_ls,
-        mse_pair=mse_pair,
+        schedule, out, x_start, x_t, t, noise, batch["mouth_box"], *lambdas, mse_pair=mse_pair
     )
     metrics = {k: v.mean() for k, v in terms.items()}
     return metrics["loss"], metrics
