@@ -85,6 +85,14 @@ flags.DEFINE_string("photos", os.path.join(SAMPLES, "photos"), "Folder of held-o
 flags.DEFINE_list("speech", DEFAULT_SPEECH, f"Held-out speech clips, of: {', '.join(SPEECH)}.")
 flags.DEFINE_list("seeds", ["0"], "Sampling seeds (a row shows the mean over them).")
 flags.DEFINE_integer("pairs", 0, "Measure only this many photo x speech pairs (0: all), spread over both.")
+flags.DEFINE_list(
+    "only", [], "Measure only these PHOTO:SPEECH pairs, each with the noise it has in the full run."
+)
+flags.DEFINE_string(
+    "figure_photo",
+    "cremad_1001.jpg",
+    "The photo of the figures' pair (with grid_swwp2s; else the first such pair).",
+)
 flags.DEFINE_integer("long_seconds", 30, "Seconds of chained held-out speech for the drift; 0 skips it.")
 flags.DEFINE_integer("long_photos", 1, "Photos (the first, in name order) that speak the long speech.")
 flags.DEFINE_integer(
@@ -273,10 +281,16 @@ def main(argv):
     identities = np.stack([generate.load_identity(p, size) for p in photos])
     ident_u8 = to_uint8(identities)
     speech = {name: load_speech(os.path.join(SAMPLES, SPEECH[name][1])) for name in FLAGS.speech}
+    names = list(speech)
     pairs = pair_order(len(photos), len(speech))
+    index = {pair: i for i, pair in enumerate(pairs)}  # a job's noise: its place in the full run
     if FLAGS.pairs:
         pairs = sorted(pairs[: FLAGS.pairs], key=lambda ps: (ps[1], ps[0]))
-    names = list(speech)
+        index = {pair: i for i, pair in enumerate(pairs)}
+    if FLAGS.only:
+        pairs = [(p, s) for p, s in pairs if f"{os.path.basename(photos[p])}:{names[s]}" in FLAGS.only]
+        if len(pairs) != len(set(FLAGS.only)):
+            raise app.UsageError(f"--only: not all of {FLAGS.only} are PHOTO:SPEECH pairs of this run")
     embeddings = {n: audio_lib.encode_waveform(w, base.encoder.mel) for n, w in speech.items()}
     seeds = [int(s) for s in FLAGS.seeds]
 
@@ -286,9 +300,7 @@ def main(argv):
     sampled = 0
     for seed in seeds:
         sampler = generate.Sampler(base.config, base.params, base.meta, base.options, seed)
-        jobs = [
-            generate.Job(identities[p], embeddings[names[s]], None, "", i) for i, (p, s) in enumerate(pairs)
-        ]
+        jobs = [generate.Job(identities[p], embeddings[names[s]], None, "", index[(p, s)]) for p, s in pairs]
         videos = sample(sampler, jobs, f"seed {seed}: {len(pairs)} pairs")
         sampled += sum(len(v) for v in videos)
         progress = Progress(len(pairs), "videos", label=f"seed {seed}: landmarks")
@@ -408,8 +420,9 @@ def main(argv):
     files.write_text_atomic(FLAGS.output, text)
     logging.info("wrote %s", FLAGS.output)
     if FLAGS.figures:
-        first = pairs[0]
-        pick = next(((p, s) for p, s in pairs if names[s] == "grid_swwp2s"), first)
+        swwp2s = [(p, s) for p, s in pairs if names[s] == "grid_swwp2s"]
+        chosen = [(p, s) for p, s in swwp2s if os.path.basename(photos[p]) == FLAGS.figure_photo]
+        pick = (chosen or swwp2s or pairs)[0]
         generated = results[pick][0]
         write_figures(
             generated["video"],

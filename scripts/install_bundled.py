@@ -1,13 +1,14 @@
 """Installs a trained export as the package's default model, with its provenance.
 
-  python scripts/install_bundled.py --export=DIR/distill/export --teacher=DIR/train/export \
-      --report=DIR/report/report.json --new_faces=DIR/new_faces.txt
+  python scripts/install_bundled.py --export=DIR/train/export --report=DIR/report/report.json \
+      --talking=DIR/talking.txt --seed=0 [--teacher=EXPORT]
 
 Called by scripts/bundled_model.sh. Copies the export to dheads_jax/bundled/default (through a
 temporary name and a rename) and records in its export.json, under ``provenance.bundled``:
-the command and commit that made it, the training data and its licence, the teacher's and
-the student's steps and sampler, the evaluation suite's figures on the held-out GRID clips
-and the held-out photos' table. Refuses an export larger than the 20 MB the package allows.
+the command and commit that made it, the training data and its licence, the training seed,
+the sampler (and the teacher of a distilled export), the evaluation suite's figures on the
+held-out GRID clips and the talking table of the held-out photos and speech. Refuses an
+export larger than the 20 MB the package allows.
 """
 
 from __future__ import annotations
@@ -26,17 +27,19 @@ sys.path.insert(0, ROOT)
 from dheads_jax import bundled  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("export", None, "The export to install (the distilled student).", required=True)
-flags.DEFINE_string("teacher", None, "Its teacher's export (for the record).", required=True)
+flags.DEFINE_string("export", None, "The export to install.", required=True)
+flags.DEFINE_string("teacher", None, "The teacher's export, for a distilled student (for the record).")
 flags.DEFINE_string(
     "report", None, "run_evaluate.py's report.json on the held-out GRID clips.", required=True
 )
-flags.DEFINE_string("new_faces", None, "benchmarks/new_faces.py's table for this export.", required=True)
+flags.DEFINE_string("talking", None, "benchmarks/talking.py's table for this export.", required=True)
+flags.DEFINE_integer("seed", 0, "The training seed (config.seed).")
 
 MAX_BYTES = 20 << 20
 DATA = dict(
-    clips="data/samples/grid: the 9 clips of the train split (9 GRID speakers), 3 s each at 25 fps; "
-    "bbaf2n and swwp2s held out",
+    clips="data/samples/grid_more: the 315 clips of the train split (GRID speakers s1, s4 and 11 more, "
+    "3 s each at 25 fps; 311 prepared, 4 without a face in their first frame); 4 clips of 3 more "
+    "speakers held out (test split)",
     licence="GRID audiovisual sentence corpus, CC BY 4.0. Attribution: M. Cooke, J. Barker, S. Cunningham "
     "and X. Shao, 'An audio-visual corpus for speech perception and automatic speech recognition', "
     "JASA 120(5), 2006 (data/samples/grid/README.md)",
@@ -66,34 +69,39 @@ def main(argv):
         )
     with open(os.path.join(FLAGS.export, "export.json"), encoding="utf-8") as f:
         meta = json.load(f)
-    with open(os.path.join(FLAGS.teacher, "export.json"), encoding="utf-8") as f:
-        teacher = json.load(f)
     with open(FLAGS.report, encoding="utf-8") as f:
         report = json.load(f)
-    with open(FLAGS.new_faces, encoding="utf-8") as f:
-        new_faces = f.read().splitlines()
+    with open(FLAGS.talking, encoding="utf-8") as f:
+        talking = f.read().splitlines()
     sampling = meta["config"]["sampling"]
-    meta["provenance"]["bundled"] = dict(
+    guided = sampling["audio_guidance"] != 1.0
+    record = dict(
         command="bash scripts/bundled_model.sh",
         commit=commit(),
         training_config="configs/bundled.py",
+        seed=FLAGS.seed,
         data=DATA,
-        teacher=dict(
+        sampling=dict(
+            sampler=sampling["sampler"],
+            steps=sampling["steps"],
+            audio_guidance=sampling["audio_guidance"],
+            guidance_region=sampling.get("guidance_region", []),
+            network_passes_per_frame=sampling["steps"] * (2 if guided else 1),
+        ),
+        held_out_grid=dict(clips=report.get("num_videos"), summary=report["summary"]),
+        talking=talking,
+        size_bytes=size,
+    )
+    if FLAGS.teacher:
+        with open(os.path.join(FLAGS.teacher, "export.json"), encoding="utf-8") as f:
+            teacher = json.load(f)
+        record["teacher"] = dict(
             steps=teacher["provenance"].get("step"),
             sampler=teacher["config"]["sampling"]["sampler"],
             sampling_steps=teacher["config"]["sampling"]["steps"],
             audio_guidance=teacher["config"]["sampling"]["audio_guidance"],
-        ),
-        student=dict(
-            sampler=sampling["sampler"],
-            steps=sampling["steps"],
-            timesteps=sampling["timesteps"],
-            network_passes_per_frame=sampling["steps"],
-        ),
-        held_out_grid=dict(clips=report.get("num_videos"), summary=report["summary"]),
-        held_out_photos=new_faces,
-        size_bytes=size,
-    )
+        )
+    meta["provenance"]["bundled"] = record
     target = bundled.DEFAULT_EXPORT
     tmp = f"{target}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)

@@ -15,7 +15,7 @@ PHOTO = os.path.join(helpers.ROOT, "data", "samples", "photos", "astronaut.jpg")
 SPEECH = os.path.join(helpers.ROOT, "data", "samples", "grid", "swwp2s.mpg")
 
 
-def test_the_bundled_model_is_a_small_distilled_export_with_its_provenance():
+def test_the_bundled_model_is_a_small_guided_export_with_its_provenance():
     path = bundled.default_export()
     assert path == os.path.join(helpers.ROOT, "dheads_jax", "bundled", "default")
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, names in os.walk(path) for f in names)
@@ -23,14 +23,18 @@ def test_the_bundled_model_is_a_small_distilled_export_with_its_provenance():
     meta = export.read_meta(path)
     record = meta["provenance"]["bundled"]
     assert record["command"] == "bash scripts/bundled_model.sh"
+    assert record["training_config"] == "configs/bundled.py" and isinstance(record["seed"], int)
     # The size checked at install, before the provenance was added to export.json.
     assert "CC BY 4.0" in record["data"]["licence"] and record["size_bytes"] <= size
-    assert record["held_out_photos"] and record["held_out_grid"]["summary"]["generated"]["psnr"] > 0
-    assert meta["provenance"]["distillation"]["student_steps"] == record["student"]["steps"]
+    assert record["held_out_grid"]["summary"]["generated"]["psnr"] > 0
+    assert any(line.startswith("generated: mean") for line in record["talking"])
     options = SamplingOptions.from_config(export.config_from_meta(meta))
-    # One network pass per step: DDIM, no audio guidance, on the student's own timesteps.
-    assert (options.sampler, options.audio_guidance, options.null_audio) == ("ddim", 1.0, None)
-    assert len(options.timesteps) == options.steps == record["student"]["steps"]
+    # Guided DDIM: two network passes a step, the guidance confined to the mouth's box.
+    assert (options.sampler, options.steps) == ("ddim", record["sampling"]["steps"])
+    assert options.audio_guidance == record["sampling"]["audio_guidance"] > 1
+    top, bottom, left, right = options.guidance_region
+    assert 0.5 < top < bottom <= 1 and 0 < left < right < 1
+    assert record["sampling"]["network_passes_per_frame"] == 2 * options.steps
 
 
 def test_a_missing_bundled_model_is_one_clear_line(tmp_path, monkeypatch):
@@ -46,7 +50,9 @@ def test_run_sample_without_an_export_uses_the_bundled_model(tmp_path):
     speech = tmp_path / "speech.wav"  # 1.03 s of GRID speech: 25 frames
     waveform, _ = media.read_audio(SPEECH)
     soundfile.write(str(speech), waveform[media.SAMPLE_RATE : 2 * media.SAMPLE_RATE + 500], media.SAMPLE_RATE)
-    proc = helpers.run_command("run_sample.py", f"--id_image={PHOTO}", f"--audio={speech}", f"--output={out}")
+    proc = helpers.run_command(
+        "run_sample.py", f"--id_image={PHOTO}", f"--audio={speech}", f"--output={out}", "--steps=2"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [line for line in proc.stdout.splitlines() if "bundled default model" in line]
     assert lines == [
