@@ -1,11 +1,13 @@
 """What the commands print: their own lines only at the default verbosity (what they load,
 progress, what they wrote, errors), the libraries' lines too with --verbosity=1."""
 
+import json
 import logging as logging_std
 import os
 import re
 import shutil
 
+import av
 import pytest
 import soundfile
 
@@ -79,11 +81,16 @@ def test_run_sample_prints_its_own_few_lines_and_wrote_once(speech, tmp_path):
     assert errs[1:] and all(PROGRESS.match(line) for line in errs[1:]), "\n".join(errs)
     assert re.match(rf"^sampling: 25/25 frames \| {RATE} \|", errs[-1])
     assert sum("wrote" in line for line in lines) == 1
+    # The video of the bundled model: 25 frames of 64 px with the speech's track.
+    with av.open(str(out)) as container:
+        assert container.streams.audio, "no audio track"
+        assert sum(1 for _ in container.decode(video=0)) == media.SAMPLE_RATE // media.SAMPLES_PER_FRAME == 25
+    assert json.load(open(os.path.join(bundled.DEFAULT_EXPORT, "export.json")))["image_size"] == 64
 
 
 @pytest.mark.slow
-def test_verbosity_1_brings_the_library_lines_back(speech, tmp_path):
-    proc = sample(speech, tmp_path / "talking.mp4", "--verbosity=1")
+def test_verbosity_1_brings_the_library_lines_back(speech, tiny_export, tmp_path):
+    proc = sample(speech, tmp_path / "talking.mp4", "--verbosity=1", f"--export={tiny_export}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = output_lines(proc)
     assert any("orbax" in line and PREFIXED.match(line) for line in lines)  # checkpoint restoring
