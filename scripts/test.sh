@@ -13,4 +13,4 @@ fi
 "$VENV/bin/ruff" format --check .
 "$VENV/bin/lint-imports"
 export JAX_PLATFORMS=cpu
-"$VENV/bin/python" -m pytest -n 2 --durations=15 "$@"
+"$VENV/bin/python" -m pytest -n 2 --dist worksteal --durations=15 "$@"
