@@ -252,7 +252,8 @@ class Sampler:
         ``wrote ...`` line unless ``log_writes`` is off (a caller that reports them itself).
         """
         written = []
-        progress = Progress(sum(len(j.audio) for j in jobs), "frames", label=label)
+        # A line every 30 s: a one-minute video prints a handful of lines, not a screenful.
+        progress = Progress(sum(len(j.audio) for j in jobs), "frames", label=label, every_s=30.0)
         if jobs:
             progress.begin()
         jobs = sorted(jobs, key=lambda j: (-len(j.audio), j.video_id))
