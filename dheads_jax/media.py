@@ -19,6 +19,7 @@ preparation's skip report records it) and whose text names the file.
 
 from __future__ import annotations
 
+import abc
 import glob
 import io
 import os
@@ -291,7 +292,7 @@ def _upscale(frame: np.ndarray, size: int | None) -> np.ndarray:
     return imaging.resize(frame, size, "cubic")
 
 
-class _Writer:
+class _Writer(abc.ABC):
     """A writer is a context manager: it closes (renames the result into place) when the block
     ends normally and aborts (deletes what it wrote) when it raises, so nothing half-written is
     ever left under the output's name. ``path`` is the output either way."""
@@ -307,11 +308,13 @@ class _Writer:
         else:
             self.abort()
 
+    @abc.abstractmethod
     def close(self) -> str:
-        raise NotImplementedError
+        """Finishes the output and moves it under its name; returns the path."""
 
+    @abc.abstractmethod
     def abort(self) -> None:
-        raise NotImplementedError
+        """Deletes what was written."""
 
 
 class Mp4Writer(_Writer):

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from dheads_jax.progress import quiet_library_logs
+from dheads_jax.cli import start
 
 
 def main(argv) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    quiet_library_logs()
+    start(argv, processes=False)
     from dheads_jax import bundled, generate, webapp
 
     f = flags.FLAGS

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from dheads_jax import distributed
-from dheads_jax.progress import quiet_library_logs
+from dheads_jax.cli import start
 
 
 def main(argv) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    quiet_library_logs()
-    distributed.initialize()
+    start(argv)
     from dheads_jax import export
     from dheads_jax.train import distill, runner
 

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags
+from absl import flags
 
-from dheads_jax import distributed
-from dheads_jax.progress import quiet_library_logs
+from dheads_jax.cli import start
 
 
 def export_workdir(
@@ -35,9 +34,6 @@ def export_workdir(
 
 
 def main(argv) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    quiet_library_logs()
-    distributed.initialize()
+    start(argv)
     f = flags.FLAGS
     return export_workdir("run_export.py", f.workdir, f.export, f.weights, f.dtype, f.step)

@@ -10,9 +10,9 @@ import sys
 from absl import app, flags
 
 from configs import default as default_config
-from dheads_jax import bundled, distributed
+from dheads_jax import bundled
 from dheads_jax.cli import export as export_command
-from dheads_jax.progress import quiet_library_logs
+from dheads_jax.cli import start
 from dheads_jax.sampling.options import OVERRIDABLE
 
 SAMPLING_HELP = {
@@ -43,10 +43,7 @@ def define_sampling_flags() -> None:
 
 
 def main(argv) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    quiet_library_logs()
-    distributed.initialize()
+    start(argv)
     from dheads_jax import generate
 
     f = flags.FLAGS

@@ -7,13 +7,11 @@ import sys
 from absl import app, flags, logging
 
 from dheads_jax import distributed
-from dheads_jax.progress import quiet_library_logs
+from dheads_jax.cli import start
 
 
 def main(argv) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    quiet_library_logs()
+    start(argv, processes=False)
     f = flags.FLAGS
     if f.describe:
         from dheads_jax import describe

@@ -18,6 +18,7 @@ resume.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 
 import numpy as np
@@ -180,7 +181,7 @@ STATE_VERSION = 2
 STATE_KEYS = ("version", "split", "seed", "batch_size", "process_count", "group_shards", "speaker_balance")
 
 
-class PlannedIterator:
+class PlannedIterator(abc.ABC):
     """Infinite iterator of numpy training batches that follows ``epoch_plan``, with a
     saveable position; subclasses say how an example's arrays are made (``_examples``).
 
@@ -248,10 +249,10 @@ class PlannedIterator:
             yield self.plan(epoch), first
             epoch, first = epoch + 1, 0
 
+    @abc.abstractmethod
     def _batches_from(self, start: int):
         """Yields the batches from position ``start`` (examples served) on, with
         target_landmarks and identity_landmarks in place of the mouth box."""
-        raise NotImplementedError
 
     def get_state(self) -> dict:
         """The position as a small JSON-serialisable dict (identical on every process)."""
