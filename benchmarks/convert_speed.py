@@ -43,6 +43,11 @@ from dheads_jax.sampling import SamplingOptions, UNetApply, sample_frame, step_n
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output", common.result_path("convert_speed"), "The result table.")
 flags.DEFINE_integer("chain_steps", 5, "Steps timed per chain (then x 100/n).")
+flags.register_validator(
+    "chain_steps",
+    lambda n: n >= 2,
+    "--chain_steps must be at least 2 (the official chain's variance needs two steps)",
+)
 
 
 def main() -> common.Lines:
