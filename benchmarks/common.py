@@ -101,12 +101,16 @@ def machine_line(*modules: str) -> str:
     )
 
 
+def command_line() -> str:
+    """The first line of every benchmark table: ``# python -m benchmarks.NAME`` and its flags."""
+    name = os.path.splitext(os.path.basename(sys.argv[0]))[0]
+    return f"# python -m benchmarks.{name} {' '.join(sys.argv[1:])}".rstrip()
+
+
 def start_table(*lines: str, versions: tuple[str, ...] = ()) -> Lines:
     """A new table, printed as it grows: the command that makes it, the machine line (with the
     versions of the modules named in ``versions``), then ``lines``."""
-    name = os.path.splitext(os.path.basename(sys.argv[0]))[0]
-    command = f"# python -m benchmarks.{name} {' '.join(sys.argv[1:])}".rstrip()
-    return Lines(command, machine_line(*versions), *lines)
+    return Lines(command_line(), machine_line(*versions), *lines)
 
 
 def time_call(fn, *args, warmup: int = 1, min_seconds: float = 2.0, min_calls: int = 3) -> float:

@@ -366,8 +366,9 @@ def main(argv):
 
     # The table.
     lines = [
-        "# benchmarks/talking.py: does the face talk? held-out photos x held-out speech, and real GRID videos",
+        common.command_line(),
         common.machine_line(),
+        "does the face talk? held-out photos x held-out speech, and real GRID videos",
         f"export: {os.path.relpath(export_dir, ROOT)} ({size} px; sampler {base.options.sampler}, "
         f"{base.options.steps} steps, eta {base.options.eta}, audio guidance {base.options.audio_guidance}"
         f"{' in ' + str(base.options.guidance_region) if base.options.guidance_region else ''}); "
