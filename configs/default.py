@@ -91,6 +91,13 @@ def get_config():
     # 0 whatever the photo, so a model trained on GRID's one studio wall copies other faces.
     # False (official) feeds x_t itself.
     config.diffusion.identity_relative = False
+    # [ours] () (official) or a box (top, bottom, left, right in fractions of the frame) of
+    # the identity frame filled with its own mean colour wherever the chain uses it, in
+    # training, distillation and sampling alike (dheads_jax/imaging.py, flatten_box): the
+    # shape of the photo's mouth is then neither shown to the network nor the base of
+    # identity_relative's difference, so it cannot be copied and has to come from the audio;
+    # the tone of the skin and lips stays.
+    config.diffusion.identity_mask = ()
 
     # Optimisation (docs/method.md, section 4).
     config.optim = ml_collections.ConfigDict()
@@ -132,6 +139,10 @@ def get_config():
     config.train.augment_flip = False
     config.train.augment_color = 0.0
     config.train.augment_zoom = 0.0
+    # [ours] The first training step that blanks diffusion.identity_mask in the identity frames
+    # (0: all of them): a run can first learn to copy the photo, then to make the mouth from
+    # the audio. Distillation and sampling always blank it.
+    config.train.identity_mask_from_step = 0
     config.train.record_batches = False  # write the clip/frame ids of every batch to batches.jsonl
 
     # Sampling (docs/method.md, section 6).

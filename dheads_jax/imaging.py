@@ -90,3 +90,41 @@ def resize(frames, size, interpolation: str = "cubic") -> np.ndarray:
             else np.zeros((0, height, width, frames.shape[-1]), frames.dtype)
         )
     return one(frames)
+
+
+def box_pixels(fractions, size: int, name: str = "box") -> tuple[int, int, int, int]:
+    """Pixel box (top, bottom, left, right), half-open, of ``fractions`` of a ``size`` image.
+
+    Raises:
+      ValueError: not four fractions, or not a box inside the image (``name`` says which option).
+    """
+    if len(fractions) != 4:
+        raise ValueError(f"{name} must be (top, bottom, left, right) fractions, got {tuple(fractions)}")
+    top, bottom, left, right = (int(round(f * size)) for f in fractions)
+    if not (0 <= top < bottom <= size and 0 <= left < right <= size):
+        raise ValueError(f"{name} {tuple(fractions)} is not a box inside the image")
+    return top, bottom, left, right
+
+
+def blank_box(images, fractions, name: str = "box"):
+    """``images`` [..., H, W, C] (numpy or jax) with the box ``fractions`` of each image set to 0."""
+    height, width = images.shape[-3], images.shape[-2]
+    top, bottom, _, _ = box_pixels(fractions, height, name)
+    _, _, left, right = box_pixels(fractions, width, name)
+    rows = (np.arange(height) >= top) & (np.arange(height) < bottom)
+    cols = (np.arange(width) >= left) & (np.arange(width) < right)
+    keep = ~(rows[:, None] & cols[None, :])
+    return images * keep[:, :, None].astype(images.dtype)
+
+
+def flatten_box(images, fractions, name: str = "box"):
+    """``images`` [..., H, W, C] (numpy or jax) with the box ``fractions`` of each image filled
+    with that box's mean colour: its average tone stays, its shapes (a mouth) go."""
+    height, width = images.shape[-3], images.shape[-2]
+    top, bottom, _, _ = box_pixels(fractions, height, name)
+    _, _, left, right = box_pixels(fractions, width, name)
+    mean = images[..., top:bottom, left:right, :].mean(axis=(-3, -2), keepdims=True)
+    rows = (np.arange(height) >= top) & (np.arange(height) < bottom)
+    cols = (np.arange(width) >= left) & (np.arange(width) < right)
+    inside = (rows[:, None] & cols[None, :])[:, :, None].astype(images.dtype)
+    return images * (1 - inside) + mean * inside

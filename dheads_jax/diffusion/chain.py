@@ -21,6 +21,7 @@ import jax.numpy as jnp
 
 from dheads_jax.diffusion.gaussian import ddim_step, ddpm_step, dpmpp_2m_step, network_input, output_to_eps
 from dheads_jax.diffusion.schedule import Schedule
+from dheads_jax.imaging import flatten_box
 
 ApplyFn = Callable[..., jax.Array]
 SAMPLERS = ("ddpm", "ddim", "dpmpp")
@@ -36,6 +37,7 @@ class ChainOptions(Protocol):
     audio_guidance: float
     null_audio: tuple[float, ...] | None
     guidance_region: tuple[float, ...]
+    identity_mask: tuple[float, ...]
 
 
 def frame_keys(key: jax.Array, video_ids: jax.Array, frame) -> jax.Array:
@@ -155,7 +157,8 @@ def sample_frame(
       options: the sampler ("ddpm", the official ancestral sampler with the learned
         variance, "ddim" or "dpmpp", DPM-Solver++(2M)), DDIM's eta, the parametrization ("eps" or "v"),
         whether the network sees x_t relative to the identity (``network_input``) and the
-        audio guidance scale with its null audio.
+        audio guidance scale with its null audio; an ``identity_mask`` box of the identity
+        frame is filled with its mean colour before the chain uses it, as in training.
       return_trajectory: also return x after every step.
 
     Returns:
@@ -164,6 +167,8 @@ def sample_frame(
       (schedule index n-1-i).
     """
     identity, motion, audio = condition
+    if options.identity_mask:
+        identity = flatten_box(identity, options.identity_mask, "identity_mask")
     step_fn = reverse_step(options.sampler, options.eta)
     n = schedule.num_steps
     batch = identity.shape[0]

@@ -15,6 +15,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from dheads_jax import imaging
+
 Dtype = Any
 
 # PyTorch's GroupNorm epsilon; Flax defaults to 1e-6.
@@ -195,21 +197,12 @@ class AttentionBlock(nn.Module):
 
 def motion_mask_box(fractions: Sequence[float], size: int) -> tuple[int, int, int, int]:
     """Pixel box (top, bottom, left, right), half-open, of ``fractions`` of a ``size`` image."""
-    if len(fractions) != 4:
-        raise ValueError(f"motion_mask must be (top, bottom, left, right) fractions, got {tuple(fractions)}")
-    top, bottom, left, right = (int(round(f * size)) for f in fractions)
-    if not (0 <= top < bottom <= size and 0 <= left < right <= size):
-        raise ValueError(f"motion_mask {tuple(fractions)} is not a box inside the image")
-    return top, bottom, left, right
+    return imaging.box_pixels(fractions, size, "motion_mask")
 
 
 def mask_motion(motion: jax.Array, fractions: Sequence[float]) -> jax.Array:
     """Motion frames [B, M, H, W, mc] with the box ``fractions`` of each frame set to 0."""
-    top, bottom, left, right = motion_mask_box(fractions, motion.shape[2])
-    rows = (jnp.arange(motion.shape[2]) >= top) & (jnp.arange(motion.shape[2]) < bottom)
-    cols = (jnp.arange(motion.shape[3]) >= left) & (jnp.arange(motion.shape[3]) < right)
-    keep = ~(rows[:, None] & cols[None, :])
-    return motion * keep[None, None, :, :, None].astype(motion.dtype)
+    return imaging.blank_box(motion, fractions, "motion_mask")
 
 
 class UNet(nn.Module):

@@ -60,6 +60,8 @@ class SamplingOptions:
         ``diffusion.identity_relative``; ``dheads_jax.diffusion.network_input``).
       guidance_region: [ours] () guides the whole frame; a box (top, bottom, left, right in
         fractions of the side) guides only there, with soft edges (``chain.region_weight``).
+      identity_mask: [ours] the model's ``diffusion.identity_mask``: () or the box of the
+        identity frame that the chain fills with its mean colour (as in training).
     """
 
     sampler: str
@@ -78,6 +80,7 @@ class SamplingOptions:
     timesteps: tuple[int, ...] = ()
     identity_relative: bool = False
     guidance_region: tuple[float, ...] = ()
+    identity_mask: tuple[float, ...] = ()
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
@@ -168,6 +171,7 @@ class SamplingOptions:
             timesteps=timesteps,
             identity_relative=bool(config.diffusion.identity_relative),
             guidance_region=tuple(float(v) for v in s["guidance_region"]),
+            identity_mask=tuple(float(v) for v in config.diffusion.identity_mask),
         )
 
     def replace(self, **changes) -> SamplingOptions:

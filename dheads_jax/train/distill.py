@@ -113,9 +113,9 @@ def make_distill_step(model: nn.Module, tx: optax.GradientTransformation, config
     base_key = jax.random.key(config.seed)
 
     def step(state: DistillState, batch: dict, tables: rounds.RoundTables):
-        # As in training: the step's key and the recipe's appearance augmentations (the mouth
-        # box is not used beyond them).
-        key, batch = step_key_and_batch(base_key, state.step, batch, config.train)
+        # As in training: the step's key, the recipe's appearance augmentations and its
+        # identity mask (the mouth box is not used beyond them).
+        key, batch = step_key_and_batch(base_key, state.step, batch, config)
         grad_fn = jax.value_and_grad(distill_loss, has_aux=True)
         (_, metrics), grads = grad_fn(state.params, state.teacher_params, model, tables, batch, key, options)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)

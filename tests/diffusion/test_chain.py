@@ -74,6 +74,45 @@ def test_a_perfect_denoiser_of_the_difference_from_the_identity_recovers_the_cle
             assert float(jnp.abs(out - x0).max()) > 0.1
 
 
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+def test_the_identity_mask_flattens_the_identity_for_the_network_and_the_shift_alike(sampler):
+    """[ours] identity_mask: the network sees the identity with the box filled with its mean
+    colour, and the shift of identity_relative uses that same frame, so an oracle of the
+    difference from the identity it was shown still ends at x0; the mouth in the photo never
+    reaches the network."""
+    full = build_schedule("cosine", 1000)
+    rng = np.random.default_rng(5)
+    x0 = jnp.asarray(rng.uniform(-0.9, 0.9, (2, 8, 8, 3)), jnp.float32)
+    identity = jnp.asarray(rng.uniform(0.1, 0.9, (2, 8, 8, 3)), jnp.float32)
+    box = (0.5, 1.0, 0.25, 0.75)  # rows 4..7, columns 2..5
+    seen = []
+
+    def oracle(params, x_in, t, shown, motion, audio):
+        seen.append(shown)
+        abar = full.alphas_cumprod[t][:, None, None, None]
+        eps = (x_in - jnp.sqrt(abar) * (x0 - shown)) / jnp.sqrt(1 - abar)
+        return jnp.concatenate([eps, jnp.zeros_like(eps)], -1)
+
+    keys = sampling.frame_keys(jax.random.key(0), jnp.arange(2), 0)
+    options = make_options(sampler=sampler, parametrization="eps", steps=25)
+    options = options.replace(identity_relative=True, identity_mask=box)
+    condition = (identity, identity[:, None], jnp.zeros((2, 5, 4)))
+    out = sampling.sample_frame(oracle, None, options.make_schedule(), keys, condition, options)
+    np.testing.assert_allclose(out, x0, atol=1e-4)
+    shown = np.asarray(seen[-1])
+    box_mean = np.asarray(identity)[:, 4:8, 2:6].mean(axis=(1, 2))
+    np.testing.assert_allclose(
+        shown[:, 4:8, 2:6], np.broadcast_to(box_mean[:, None, None], (2, 4, 4, 3)), atol=1e-6
+    )
+    np.testing.assert_array_equal(shown[:, :4], np.asarray(identity)[:, :4])
+    # Without the mask the same oracle is shown the whole photo and the chain ends at x0 too.
+    plain = sampling.sample_frame(
+        oracle, None, options.make_schedule(), keys, condition, options.replace(identity_mask=())
+    )
+    np.testing.assert_allclose(plain, x0, atol=1e-4)
+    np.testing.assert_array_equal(np.asarray(seen[-1]), np.asarray(identity))
+
+
 def test_audio_guidance_combines_the_two_passes_as_classifier_free_guidance():
     """[ours] pred = pred(null) + g (pred(audio) - pred(null)); variance from the audio pass."""
     calls = []

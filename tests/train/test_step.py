@@ -1,13 +1,15 @@
 """The train step: sharded equals single device, EMA from the new parameters."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dheads_jax import parallel
+from dheads_jax import imaging, parallel
 from dheads_jax.diffusion import build_schedule
 from dheads_jax.models import factory
 from dheads_jax.train.objective import LossOptions, diffusion_loss
+from dheads_jax.train.step import step_key_and_batch
 from tests import helpers
 
 
@@ -139,3 +141,31 @@ def test_train_step_updates_ema_from_the_new_params(ema_config):
         strict=True,
     ):
         np.testing.assert_allclose(e1, 0.5 * e0 + 0.5 * p1, rtol=1e-6, atol=1e-7)
+
+
+def test_the_step_batch_blanks_the_identity_mask_and_nothing_else():
+    """[ours] diffusion.identity_mask: training and distillation see the identity frames with
+    the box flattened to its mean colour (after the appearance augmentations); the key and every other entry are the
+    same as without it."""
+    config = helpers.ema_config()
+    assert not (config.train.augment_flip or config.train.augment_color or config.train.augment_zoom)
+    batch = helpers.random_batch(config, 4, seed=0)
+    key, plain = step_key_and_batch(jax.random.key(0), 3, batch, config)
+    config.diffusion.identity_mask = (0.5, 1.0, 0.25, 0.75)
+    masked_key, masked = step_key_and_batch(jax.random.key(0), 3, batch, config)
+    np.testing.assert_array_equal(jax.random.key_data(masked_key), jax.random.key_data(key))
+    np.testing.assert_array_equal(
+        masked["identity"], imaging.flatten_box(plain["identity"], (0.5, 1.0, 0.25, 0.75))
+    )
+    half = config.data.image_size // 2
+    assert (
+        np.abs(np.asarray(masked["identity"] - plain["identity"])[:, half:, half // 2 : 3 * half // 2]).max()
+        > 0
+    )
+    for name in set(batch) - {"identity"}:
+        np.testing.assert_array_equal(masked[name], plain[name])
+    # train.identity_mask_from_step: the photo as it is before that step, blanked from it on.
+    for step in (2, 3, 4):
+        _, late = step_key_and_batch(jax.random.key(0), jnp.asarray(step), batch, config, mask_from=3)
+        expected = masked["identity"] if step >= 3 else plain["identity"]
+        np.testing.assert_array_equal(late["identity"], expected)
