@@ -106,25 +106,27 @@ def box_pixels(fractions, size: int, name: str = "box") -> tuple[int, int, int, 
     return top, bottom, left, right
 
 
-def blank_box(images, fractions, name: str = "box"):
-    """``images`` [..., H, W, C] (numpy or jax) with the box ``fractions`` of each image set to 0."""
+def box_inside(images, fractions, name: str = "box") -> tuple[np.ndarray, tuple[slice, slice]]:
+    """The [H, W] mask of the box ``fractions`` of ``images`` [..., H, W, C] and its (rows,
+    columns) slices."""
     height, width = images.shape[-3], images.shape[-2]
     top, bottom, _, _ = box_pixels(fractions, height, name)
     _, _, left, right = box_pixels(fractions, width, name)
-    rows = (np.arange(height) >= top) & (np.arange(height) < bottom)
-    cols = (np.arange(width) >= left) & (np.arange(width) < right)
-    keep = ~(rows[:, None] & cols[None, :])
-    return images * keep[:, :, None].astype(images.dtype)
+    inside = np.zeros((height, width), bool)
+    inside[top:bottom, left:right] = True
+    return inside, (slice(top, bottom), slice(left, right))
+
+
+def blank_box(images, fractions, name: str = "box"):
+    """``images`` [..., H, W, C] (numpy or jax) with the box ``fractions`` of each image set to 0."""
+    inside, _ = box_inside(images, fractions, name)
+    return images * (~inside)[:, :, None].astype(images.dtype)
 
 
 def flatten_box(images, fractions, name: str = "box"):
     """``images`` [..., H, W, C] (numpy or jax) with the box ``fractions`` of each image filled
     with that box's mean colour: its average tone stays, its shapes (a mouth) go."""
-    height, width = images.shape[-3], images.shape[-2]
-    top, bottom, _, _ = box_pixels(fractions, height, name)
-    _, _, left, right = box_pixels(fractions, width, name)
-    mean = images[..., top:bottom, left:right, :].mean(axis=(-3, -2), keepdims=True)
-    rows = (np.arange(height) >= top) & (np.arange(height) < bottom)
-    cols = (np.arange(width) >= left) & (np.arange(width) < right)
-    inside = (rows[:, None] & cols[None, :])[:, :, None].astype(images.dtype)
+    inside, (rows, cols) = box_inside(images, fractions, name)
+    mean = images[..., rows, cols, :].mean(axis=(-3, -2), keepdims=True)
+    inside = inside[:, :, None].astype(images.dtype)
     return images * (1 - inside) + mean * inside
