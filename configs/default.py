@@ -139,9 +139,9 @@ def get_config():
     config.train.augment_flip = False
     config.train.augment_color = 0.0
     config.train.augment_zoom = 0.0
-    # [ours] The first training step that blanks diffusion.identity_mask in the identity frames
-    # (0: all of them): a run can first learn to copy the photo, then to make the mouth from
-    # the audio. Distillation and sampling always blank it.
+    # [ours] The first training step that flattens diffusion.identity_mask in the identity
+    # frames (0: all of them): a run can first learn to copy the photo, then to make the mouth
+    # from the audio. Distillation and sampling always flatten it.
     config.train.identity_mask_from_step = 0
     config.train.record_batches = False  # write the clip/frame ids of every batch to batches.jsonl
 

@@ -145,8 +145,8 @@ def test_train_step_updates_ema_from_the_new_params(ema_config):
 
 def test_the_step_batch_blanks_the_identity_mask_and_nothing_else():
     """[ours] diffusion.identity_mask: training and distillation see the identity frames with
-    the box flattened to its mean colour (after the appearance augmentations); the key and every other entry are the
-    same as without it."""
+    the box flattened to its mean colour (after the appearance augmentations); the key and
+    every other entry are the same as without it."""
     config = helpers.ema_config()
     assert not (config.train.augment_flip or config.train.augment_color or config.train.augment_zoom)
     batch = helpers.random_batch(config, 4, seed=0)
