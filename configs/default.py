@@ -158,6 +158,11 @@ def get_config():
     # side guides only there (soft-edged), e.g. the mouth's, so that guidance strong enough to
     # open the mouth leaves the rest of the face as the conditional model draws it.
     config.sampling.guidance_region = ()
+    # [ours] () guides every step; (lo, hi) guides only the steps whose timestep t has
+    # lo <= t / T <= hi (T = diffusion.num_timesteps) and takes the plain conditional pass on
+    # the others: guidance at high noise decides the mouth's shape, at low noise it only
+    # sharpens (and, strong, speckles) detail. Unguided steps cost one network pass.
+    config.sampling.guidance_interval = ()
     # [ours] every frame of a video starts from the same noise draw (frame 0's), so that with
     # DDIM (eta 0) consecutive frames differ only through the audio and the motion frames;
     # False (official) draws fresh noise for every frame, which a small model shows as flicker.

@@ -37,6 +37,8 @@ class ChainOptions(Protocol):
     audio_guidance: float
     null_audio: tuple[float, ...] | None
     guidance_region: tuple[float, ...]
+    guidance_interval: tuple[float, ...]
+    num_timesteps: int
     identity_mask: tuple[float, ...]
 
 
@@ -92,8 +94,28 @@ def region_weight(region: tuple[float, ...], size: int, feather: float = 0.05) -
     return (ramp(top, bottom)[:, None] * ramp(left, right)[None, :])[..., None]
 
 
+def guided_steps(timesteps: jax.Array, interval: tuple[float, ...], num_timesteps: int) -> jax.Array:
+    """Whether each of ``timesteps`` (original timesteps, any shape) is guided [ours]:
+    True everywhere for ``interval`` (), else lo <= t / num_timesteps <= hi."""
+    if not interval:
+        return jnp.ones(jnp.shape(timesteps), bool)
+    lo, hi = interval
+    frac = jnp.asarray(timesteps, jnp.float32) / num_timesteps
+    return (frac >= lo) & (frac <= hi)
+
+
 def guided_output(
-    apply_fn: ApplyFn, params, x_t, timesteps, identity, motion, audio, null_audio, scale: float, region=()
+    apply_fn: ApplyFn,
+    params,
+    x_t,
+    timesteps,
+    identity,
+    motion,
+    audio,
+    null_audio,
+    scale: float,
+    region=(),
+    gate: jax.Array | None = None,
 ):
     """The network output with classifier-free guidance on the audio [ours].
 
@@ -110,6 +132,8 @@ def guided_output(
       null_audio: [D] the embedding of silence that stands for "no audio"; unused at scale 1.
       scale: the guidance scale.
       region: () or the guided box (top, bottom, left, right) in fractions of the frame.
+      gate: None, or [B] bool: the examples to guide; the others get the plain conditional
+        output (``guided_steps``: a per-example timestep interval, as distillation needs).
 
     Returns:
       [B, H, W, 6] float32.
@@ -125,7 +149,13 @@ def guided_output(
     cond, uncond = out[:b], out[b:]
     half = out.shape[-1] // 2
     diff = cond[..., :half] - uncond[..., :half]
-    if region:
+    if gate is not None:
+        weight = region_weight(tuple(region), x_t.shape[1]) if region else 1.0
+        guided = (
+            cond[..., :half]
+            + (scale - 1.0) * weight * jnp.asarray(gate, diff.dtype)[:, None, None, None] * diff
+        )
+    elif region:
         guided = cond[..., :half] + (scale - 1.0) * region_weight(tuple(region), x_t.shape[1]) * diff
     else:
         guided = uncond[..., :half] + scale * diff
@@ -156,8 +186,8 @@ def sample_frame(
         first, audio [B, 2 m_y + 1, D] the frame's audio window).
       options: the sampler ("ddpm", the official ancestral sampler with the learned
         variance, "ddim" or "dpmpp", DPM-Solver++(2M)), DDIM's eta, the parametrization ("eps" or "v"),
-        whether the network sees x_t relative to the identity (``network_input``) and the
-        audio guidance scale with its null audio; an ``identity_mask`` box of the identity
+        whether the network sees x_t relative to the identity (``network_input``), the
+        audio guidance scale with its null audio, region and interval of steps; an ``identity_mask`` box of the identity
         frame is filled with its mean colour before the chain uses it, as in training.
       return_trajectory: also return x after every step.
 
@@ -183,7 +213,7 @@ def sample_frame(
         t_index = jnp.full((batch,), j, jnp.int32)
         timesteps = jnp.full((batch,), schedule.timesteps[j], jnp.int32)
         x_in = network_input(schedule, x, t_index, identity, options.identity_relative)
-        out = guided_output(
+        guided = lambda: guided_output(  # noqa: E731
             apply_fn,
             params,
             x_in,
@@ -195,6 +225,15 @@ def sample_frame(
             options.audio_guidance,
             options.guidance_region,
         )
+        if options.guidance_interval and options.audio_guidance != 1.0:
+            # Outside the interval one conditional pass instead of two.
+            in_interval = guided_steps(
+                schedule.timesteps[j], options.guidance_interval, options.num_timesteps
+            )
+            plain = lambda: apply_fn(params, x_in, timesteps, identity, motion, audio)  # noqa: E731
+            out = jax.lax.cond(in_interval, guided, plain)
+        else:
+            out = guided()
         out = output_to_eps(schedule, out, x_in, t_index, options.parametrization)
         x_prev, x0 = step_fn(schedule, out, x, t_index, x0_prev if multistep else step_noise(keys, j, shape))
         return (x_prev, x0 if multistep else x0_prev), (x_prev if return_trajectory else None)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from dheads_jax.diffusion.chain import ApplyFn, ChainOptions, guided_output
+from dheads_jax.diffusion.chain import ApplyFn, ChainOptions, guided_output, guided_steps
 from dheads_jax.diffusion.gaussian import (
     ddim_step,
     extract,
@@ -75,7 +75,8 @@ def teacher_ddim_steps(
       teacher: its schedule; index: [B] the index of z in it (>= 1).
       z: [B, H, W, 3].
       condition: (identity, motion, audio) as the sampler passes them.
-      options: the chain's parametrization, identity_relative, audio_guidance and null_audio
+      options: the chain's parametrization, identity_relative, audio_guidance, null_audio,
+        guidance_region and guidance_interval
         (its sampler and eta are not read: the steps are DDIM with eta 0).
 
     Returns:
@@ -97,6 +98,11 @@ def teacher_ddim_steps(
             options.null_audio,
             options.audio_guidance,
             options.guidance_region,
+            gate=guided_steps(
+                jnp.take(teacher.timesteps, t), options.guidance_interval, options.num_timesteps
+            )
+            if options.guidance_interval
+            else None,
         )
         out = output_to_eps(teacher, out, z_in, t, options.parametrization)
         z, _ = ddim_step(teacher, out, z, t, zeros, eta=0.0)

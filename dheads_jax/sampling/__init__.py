@@ -5,7 +5,14 @@ this package adds what makes a video of frames: ``SamplingOptions`` (how to samp
 ``conditioning`` (audio window, motion buffer) and ``video`` (the autoregressive loop).
 """
 
-from dheads_jax.diffusion.chain import frame_keys, guided_output, region_weight, sample_frame, step_noise
+from dheads_jax.diffusion.chain import (
+    frame_keys,
+    guided_output,
+    guided_steps,
+    region_weight,
+    sample_frame,
+    step_noise,
+)
 from dheads_jax.sampling.conditioning import (
     audio_window,
     audio_window_indices,
@@ -33,6 +40,7 @@ __all__ = [
     "frame_keys",
     "frame_step",
     "guided_output",
+    "guided_steps",
     "region_weight",
     "init_motion_buffer",
     "jitted_frame_step",

@@ -25,6 +25,7 @@ OVERRIDABLE = (
     "eta",
     "audio_guidance",
     "guidance_region",
+    "guidance_interval",
     "shared_noise",
     "stabilize",
     "stabilize_every",
@@ -60,6 +61,9 @@ class SamplingOptions:
         ``diffusion.identity_relative``; ``dheads_jax.diffusion.network_input``).
       guidance_region: [ours] () guides the whole frame; a box (top, bottom, left, right in
         fractions of the side) guides only there, with soft edges (``chain.region_weight``).
+      guidance_interval: [ours] () guides every step; (lo, hi) guides only the steps whose
+        original timestep t has lo <= t / num_timesteps <= hi, the others take one plain
+        conditional pass (``chain.guided_steps``).
       identity_mask: [ours] the model's ``diffusion.identity_mask``: () or the box of the
         identity frame that the chain fills with its mean colour (as in training).
     """
@@ -80,6 +84,7 @@ class SamplingOptions:
     timesteps: tuple[int, ...] = ()
     identity_relative: bool = False
     guidance_region: tuple[float, ...] = ()
+    guidance_interval: tuple[float, ...] = ()
     identity_mask: tuple[float, ...] = ()
 
     def __post_init__(self):
@@ -98,6 +103,13 @@ class SamplingOptions:
         if self.guidance_region and len(self.guidance_region) != 4:
             raise ValueError(
                 f"guidance_region must be () or (top, bottom, left, right), got {self.guidance_region}"
+            )
+        if self.guidance_interval and (
+            len(self.guidance_interval) != 2
+            or not 0.0 <= self.guidance_interval[0] <= self.guidance_interval[1]
+        ):
+            raise ValueError(
+                f"guidance_interval must be () or (lo, hi) with 0 <= lo <= hi, got {self.guidance_interval}"
             )
         if self.timesteps and (
             len(self.timesteps) != self.steps
@@ -171,6 +183,7 @@ class SamplingOptions:
             timesteps=timesteps,
             identity_relative=bool(config.diffusion.identity_relative),
             guidance_region=tuple(float(v) for v in s["guidance_region"]),
+            guidance_interval=tuple(float(v) for v in s["guidance_interval"]),
             identity_mask=tuple(float(v) for v in config.diffusion.identity_mask),
         )
 

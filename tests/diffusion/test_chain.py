@@ -192,3 +192,80 @@ def test_guidance_in_a_region_leaves_the_rest_of_the_frame_unguided():
     np.testing.assert_array_equal(boxed[..., 3:], plain[..., 3:])  # variance from the audio pass
     weight = np.asarray(sampling.region_weight(region, 40))
     assert weight.shape == (40, 40, 1) and weight.max() == 1.0 and weight.min() == 0.0
+
+
+def test_a_guidance_interval_guides_only_its_steps_and_matches_a_hand_written_chain():
+    """[ours] guidance_interval (lo, hi): the steps whose timestep t has lo <= t/T <= hi take
+    the guided output, the others the plain conditional pass; the scan with its lax.cond must
+    equal a Python loop that picks the scale step by step, and differ from guiding every step
+    and from guiding none."""
+    from dheads_jax.diffusion.gaussian import ddim_step, output_to_eps
+
+    def toy(params, x_t, t, identity, motion, audio):
+        a = audio.mean(axis=(1, 2))[:, None, None, None]
+        level = (t.astype(jnp.float32) / 1000.0)[:, None, None, None]
+        return jnp.concatenate([0.5 * x_t + level * a + 0.1 * identity, jnp.zeros_like(x_t)], axis=-1)
+
+    rng = np.random.default_rng(6)
+    identity = jnp.asarray(rng.uniform(-0.9, 0.9, (2, 8, 8, 3)), jnp.float32)
+    audio = jnp.asarray(rng.normal(size=(2, 5, 4)), jnp.float32)
+    condition = (identity, identity[:, None], audio)
+    keys = sampling.frame_keys(jax.random.key(1), jnp.arange(2), 0)
+    options = make_options(sampler="ddim", eta=0.0, parametrization="eps", steps=10)
+    options = options.replace(
+        audio_guidance=4.0, null_audio=(-1.0, 0.5, 0.0, 2.0), guidance_interval=(0.4, 1.0)
+    )
+    schedule = options.make_schedule()
+    timesteps = np.asarray(schedule.timesteps)
+    guided = np.asarray(sampling.guided_steps(schedule.timesteps, (0.4, 1.0), 1000))
+    np.testing.assert_array_equal(guided, timesteps >= 400)
+    assert 0 < guided.sum() < 10
+
+    x = sampling.step_noise(keys, 10, (8, 8, 3))
+    for j in range(9, -1, -1):
+        t_index = jnp.full((2,), j, jnp.int32)
+        t = jnp.full((2,), timesteps[j], jnp.int32)
+        scale = 4.0 if timesteps[j] >= 400 else 1.0
+        out = sampling.guided_output(
+            toy, None, x, t, identity, identity[:, None], audio, options.null_audio, scale
+        )
+        x, _ = ddim_step(
+            schedule, output_to_eps(schedule, out, x, t_index, "eps"), x, t_index, jnp.zeros_like(x), 0.0
+        )
+    chain = sampling.sample_frame(toy, None, schedule, keys, condition, options)
+    np.testing.assert_allclose(chain, x, atol=1e-5)
+    every = sampling.sample_frame(toy, None, schedule, keys, condition, options.replace(guidance_interval=()))
+    none = sampling.sample_frame(toy, None, schedule, keys, condition, options.replace(audio_guidance=1.0))
+    assert float(jnp.abs(chain - every).max()) > 1e-3 and float(jnp.abs(chain - none).max()) > 1e-3
+    # An interval that holds every step is no interval.
+    whole = sampling.sample_frame(
+        toy, None, schedule, keys, condition, options.replace(guidance_interval=(0.0, 1.0))
+    )
+    np.testing.assert_allclose(whole, every, atol=1e-6)
+
+
+def test_a_guidance_gate_guides_some_examples_of_a_batch():
+    """[ours] guided_output's gate (distillation's per-example timesteps): a gated example gets
+    the guided output, the others the plain conditional one; bad intervals are refused."""
+
+    def toy(params, x_t, t, identity, motion, audio):
+        a = audio.mean(axis=(1, 2))[:, None, None, None]
+        return jnp.concatenate([x_t * 0.5 + a, x_t * 0.0 + 2.0 * a], axis=-1)
+
+    x = jnp.asarray(np.random.default_rng(7).normal(size=(2, 4, 4, 3)), jnp.float32)
+    audio, null = jnp.asarray([[[1.0, 1.0]], [[3.0, 3.0]]]), jnp.asarray([-1.0, -1.0])
+    args = (None, x, jnp.array([900, 100]), x, x[:, None], audio)
+    gate = sampling.guided_steps(args[2], (0.5, 1.0), 1000)
+    np.testing.assert_array_equal(gate, [True, False])
+    gated = np.asarray(sampling.guided_output(toy, *args, null, 4.0, (), gate))
+    np.testing.assert_allclose(
+        gated[0], np.asarray(sampling.guided_output(toy, *args, null, 4.0))[0], rtol=1e-6
+    )
+    np.testing.assert_array_equal(gated[1], np.asarray(toy(*args))[1])
+    for bad in [(0.5,), (0.8, 0.2), (-0.1, 1.0)]:
+        with pytest.raises(ValueError, match="guidance_interval"):
+            make_options(guidance_interval=bad)
+    assert make_options().guidance_interval == ()
+    # As run_sample.py's list flag passes it.
+    flagged = SamplingOptions.from_config(test_config.get_config(), guidance_interval=["0.4", "1"])
+    assert flagged.guidance_interval == (0.4, 1.0)

@@ -143,7 +143,11 @@ def test_one_student_step_onto_the_target_is_the_teachers_two_steps(parametrizat
         np.testing.assert_allclose(one_step[3], expected[3], atol=5e-3)
 
 
-def test_the_teacher_target_is_the_guided_output():
+@pytest.mark.parametrize("interval", [(), (0.5, 1.0)])
+def test_the_teacher_target_is_the_guided_output(interval):
+    """The teacher's two steps use the sampler's guided output; with a guidance_interval
+    [ours], each example is guided only on its steps inside it (example 0 is at the top of
+    the chain, example 1 at its bottom, so one batch holds both)."""
     options = chain_options("v", 4)
     teacher = options.make_schedule()
     apply_fn = analytic_teacher("v")
@@ -158,7 +162,8 @@ def test_the_teacher_target_is_the_guided_output():
     def guided(x, t, a):
         cond = apply_fn(None, x, t, identity, None, a)
         uncond = apply_fn(None, x, t, identity, None, jnp.broadcast_to(jnp.asarray(null), a.shape))
-        return uncond + 4.0 * (cond - uncond)
+        scale = jnp.where((t >= 500) | (not interval), 4.0, 1.0)[:, None, None, None]
+        return cond + (scale - 1.0) * (cond - uncond)
 
     expected = z
     for i in (index, index - 1):
@@ -173,9 +178,11 @@ def test_the_teacher_target_is_the_guided_output():
         z,
         index,
         (identity, motion, audio),
-        options.replace(audio_guidance=4.0, null_audio=null),
+        options.replace(audio_guidance=4.0, null_audio=null, guidance_interval=interval),
     )
     np.testing.assert_allclose(got, expected, atol=1e-5)
+    if interval:
+        assert list(np.asarray(teacher.timesteps)[[3, 2, 1, 0]] >= 500) == [True, True, False, False]
 
 
 def test_the_plan_halves_from_the_nearest_teacher_step_count():
