@@ -106,10 +106,6 @@ def sample_split(sampler: generate.Sampler, dataset: str, split: str, out_dir: s
     return dict(frames_per_s=timing["done"] / max(end - first, 1e-9), first_frame_s=first - timing["start"])
 
 
-def passes_per_frame(options) -> int:
-    return options.steps * (1 if options.audio_guidance == 1.0 else 2)
-
-
 def accelerator_estimate(flops: float, passes: int) -> float:
     """Estimated accelerator seconds per second of video (see the module docstring)."""
     per_pass = max(flops / (UTILISATION * PEAK_FLOPS), LAUNCH_FLOOR_S)
@@ -158,8 +154,8 @@ def run_rows(workdir: str) -> None:
                     name=name,
                     export=os.path.abspath(path),
                     **{field: getattr(o, field) for field in ("sampler", "steps", "eta", "audio_guidance")},
-                    passes=passes_per_frame(o),
-                    accelerator_s_per_s=accelerator_estimate(flops, passes_per_frame(o)),
+                    passes=o.passes_per_frame(),
+                    accelerator_s_per_s=accelerator_estimate(flops, o.passes_per_frame()),
                     seeds={},
                 ),
             )

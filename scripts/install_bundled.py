@@ -24,7 +24,8 @@ from absl import app, flags
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from dheads_jax import bundled  # noqa: E402
+from dheads_jax import bundled, export  # noqa: E402
+from dheads_jax.sampling import SamplingOptions  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("export", None, "The export to install.", required=True)
@@ -74,7 +75,7 @@ def main(argv):
     with open(FLAGS.talking, encoding="utf-8") as f:
         talking = f.read().splitlines()
     sampling = meta["config"]["sampling"]
-    guided = sampling["audio_guidance"] != 1.0
+    options = SamplingOptions.from_config(export.config_from_meta(meta))
     record = dict(
         command="bash scripts/bundled_model.sh",
         commit=commit(),
@@ -86,7 +87,8 @@ def main(argv):
             steps=sampling["steps"],
             audio_guidance=sampling["audio_guidance"],
             guidance_region=sampling.get("guidance_region", []),
-            network_passes_per_frame=sampling["steps"] * (2 if guided else 1),
+            guidance_interval=sampling.get("guidance_interval", []),
+            network_passes_per_frame=options.passes_per_frame(),
         ),
         held_out_grid=dict(clips=report.get("num_videos"), summary=report["summary"]),
         talking=talking,

@@ -32,7 +32,7 @@ def test_the_bundled_model_is_a_small_guided_export_with_its_provenance():
     assert options.audio_guidance == record["sampling"]["audio_guidance"] > 1
     top, bottom, left, right = options.guidance_region
     assert 0.5 < top < bottom <= 1 and 0 < left < right < 1
-    assert record["sampling"]["network_passes_per_frame"] == 2 * options.steps
+    assert record["sampling"]["network_passes_per_frame"] == options.passes_per_frame()
 
 
 def test_a_missing_bundled_model_is_one_clear_line(tmp_path, monkeypatch):

@@ -14,7 +14,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from dheads_jax.diffusion.chain import SAMPLERS
+from dheads_jax.diffusion.chain import SAMPLERS, guided_steps
 from dheads_jax.diffusion.gaussian import PARAMETRIZATIONS
 from dheads_jax.diffusion.schedule import Schedule, build_schedule, get_betas, make_schedule, respaced_betas
 
@@ -186,6 +186,15 @@ class SamplingOptions:
             guidance_interval=tuple(float(v) for v in s["guidance_interval"]),
             identity_mask=tuple(float(v) for v in config.diffusion.identity_mask),
         )
+
+    def passes_per_frame(self) -> int:
+        """Network passes a frame costs: one a step, two on each guided step."""
+        if self.audio_guidance == 1.0:
+            return self.steps
+        if not self.guidance_interval:
+            return 2 * self.steps
+        timesteps = np.asarray(self.make_schedule().timesteps)
+        return self.steps + int(np.sum(guided_steps(timesteps, self.guidance_interval, self.num_timesteps)))
 
     def replace(self, **changes) -> SamplingOptions:
         """A copy with ``changes`` (checked again)."""

@@ -266,6 +266,10 @@ def test_a_guidance_gate_guides_some_examples_of_a_batch():
         with pytest.raises(ValueError, match="guidance_interval"):
             make_options(guidance_interval=bad)
     assert make_options().guidance_interval == ()
+    # 10 steps: guided ones cost two passes, the others one.
+    ten = make_options(sampler="ddim", steps=10).replace(audio_guidance=4.0, null_audio=(0.0,) * 4)
+    assert ten.passes_per_frame() == 20 and ten.replace(audio_guidance=1.0).passes_per_frame() == 10
+    assert ten.replace(guidance_interval=(0.0, 0.5)).passes_per_frame() == 15  # t = 0, 111, ..., 444
     # As run_sample.py's list flag passes it.
     flagged = SamplingOptions.from_config(test_config.get_config(), guidance_interval=["0.4", "1"])
     assert flagged.guidance_interval == (0.4, 1.0)
