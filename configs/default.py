@@ -160,8 +160,8 @@ def get_config():
     config.sampling.guidance_region = ()
     # [ours] () guides every step; (lo, hi) guides only the steps whose timestep t has
     # lo <= t / T <= hi (T = diffusion.num_timesteps) and takes the plain conditional pass on
-    # the others: guidance at high noise decides the mouth's shape, at low noise it only
-    # sharpens (and, strong, speckles) detail. Unguided steps cost one network pass.
+    # the others, which cost one network pass instead of two. On the bundled model the
+    # mouth's opening comes from guiding the less noisy steps (docs/method.md, section 10).
     config.sampling.guidance_interval = ()
     # [ours] every frame of a video starts from the same noise draw (frame 0's), so that with
     # DDIM (eta 0) consecutive frames differ only through the audio and the motion frames;

@@ -187,8 +187,9 @@ def sample_frame(
       options: the sampler ("ddpm", the official ancestral sampler with the learned
         variance, "ddim" or "dpmpp", DPM-Solver++(2M)), DDIM's eta, the parametrization ("eps" or "v"),
         whether the network sees x_t relative to the identity (``network_input``), the
-        audio guidance scale with its null audio, region and interval of steps; an ``identity_mask`` box of the identity
-        frame is filled with its mean colour before the chain uses it, as in training.
+        audio guidance scale with its null audio, region and interval of steps; an
+        ``identity_mask`` box of the identity frame is filled with its mean colour before
+        the chain uses it, as in training.
       return_trajectory: also return x after every step.
 
     Returns:
