@@ -107,6 +107,7 @@ flags.DEFINE_float("eta", None, "Override the export's DDIM eta.")
 flags.DEFINE_float("audio_guidance", None, "Override the export's audio guidance.")
 flags.DEFINE_list("guidance_region", None, "Override the export's guidance region (top,bottom,left,right).")
 flags.DEFINE_list("guidance_interval", None, "Override the export's guidance interval (lo,hi of t/T).")
+flags.DEFINE_bool("guidance_grey", None, "Override the export's guidance_grey.")
 
 COLUMNS = [
     ("video", "", 34),
@@ -272,6 +273,7 @@ def main(argv):
         audio_guidance=FLAGS.audio_guidance,
         guidance_region=FLAGS.guidance_region,
         guidance_interval=FLAGS.guidance_interval,
+        guidance_grey=FLAGS.guidance_grey,
     )
     base = generate.Sampler.from_export(export_dir, overrides)
     if base.encoder.mel is None:
@@ -374,7 +376,8 @@ def main(argv):
         f"export: {os.path.relpath(export_dir, ROOT)} ({size} px; sampler {base.options.sampler}, "
         f"{base.options.steps} steps, eta {base.options.eta}, audio guidance {base.options.audio_guidance}"
         f"{' in ' + str(base.options.guidance_region) if base.options.guidance_region else ''}"
-        f"{' at t/T in ' + str(base.options.guidance_interval) if base.options.guidance_interval else ''}); "
+        f"{' at t/T in ' + str(base.options.guidance_interval) if base.options.guidance_interval else ''}"
+        f"{', grey' if base.options.guidance_grey else ''}); "
         f"seeds {seeds} (a row is their mean); sampling {sampling_fps:.2f} frames/s",
         f"photos: {os.path.relpath(FLAGS.photos, ROOT)} ({len(photos)}); speech: {', '.join(names)}; "
         f"{len(pairs)} pairs",

@@ -163,6 +163,11 @@ def get_config():
     # the others, which cost one network pass instead of two. On the bundled model the
     # mouth's opening comes from guiding the less noisy steps (docs/method.md, section 10).
     config.sampling.guidance_interval = ()
+    # [ours] guide with the mean over the colour channels of pred(audio) - pred(silence),
+    # the same for R, G and B: the guided mouth opens darker or lighter but its colour is
+    # the conditional model's (full-colour guidance turned the inside of a mouth drawn on
+    # skin unlike GRID's teal).
+    config.sampling.guidance_grey = False
     # [ours] every frame of a video starts from the same noise draw (frame 0's), so that with
     # DDIM (eta 0) consecutive frames differ only through the audio and the motion frames;
     # False (official) draws fresh noise for every frame, which a small model shows as flicker.

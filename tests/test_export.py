@@ -57,4 +57,6 @@ def test_an_old_export_loads_with_todays_defaults(tmp_path):
     assert (options.parametrization, options.audio_guidance, options.null_audio) == ("eps", 1.0, None)
     assert not options.shared_noise and tuple(config.model.motion_mask) == ()
     assert options.identity_mask == () and not options.identity_relative
-    assert options.guidance_interval == ()  # a field every committed export predates
+    assert (
+        options.guidance_interval == () and not options.guidance_grey
+    )  # fields every committed export predates

@@ -22,6 +22,7 @@ SAMPLING_HELP = {
     "audio_guidance": "[ours] classifier-free guidance scale on the audio, silence as the null; 1 is off.",
     "guidance_region": "[ours] guide only inside this box: top,bottom,left,right fractions of the frame.",
     "guidance_interval": "[ours] guide only the steps with lo <= t/T <= hi: lo,hi (empty: every step).",
+    "guidance_grey": "[ours] guide with the mean over colour channels of the two passes' difference.",
     "shared_noise": "[ours] every frame of a video starts from the same noise; off draws fresh noise per frame.",
     "stabilize": "Put the identity into the oldest motion slot every stabilize_every frames.",
     "stabilize_every": "Period of --stabilize in frames.",

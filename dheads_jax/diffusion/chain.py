@@ -38,6 +38,7 @@ class ChainOptions(Protocol):
     null_audio: tuple[float, ...] | None
     guidance_region: tuple[float, ...]
     guidance_interval: tuple[float, ...]
+    guidance_grey: bool
     num_timesteps: int
     identity_mask: tuple[float, ...]
 
@@ -116,6 +117,7 @@ def guided_output(
     scale: float,
     region=(),
     gate: jax.Array | None = None,
+    grey: bool = False,
 ):
     """The network output with classifier-free guidance on the audio [ours].
 
@@ -134,6 +136,8 @@ def guided_output(
       region: () or the guided box (top, bottom, left, right) in fractions of the frame.
       gate: None, or [B] bool: the examples to guide; the others get the plain conditional
         output (``guided_steps``: a per-example timestep interval, as distillation needs).
+      grey: guide with the mean over the channels of pred(audio) - pred(null), the same for
+        every channel, so that guidance changes how light or dark the frame is, not its colour.
 
     Returns:
       [B, H, W, 6] float32.
@@ -149,14 +153,14 @@ def guided_output(
     cond, uncond = out[:b], out[b:]
     half = out.shape[-1] // 2
     diff = cond[..., :half] - uncond[..., :half]
-    if gate is not None:
+    if grey:
+        diff = jnp.broadcast_to(diff.mean(axis=-1, keepdims=True), diff.shape)
+    if region or gate is not None or grey:
+        # pred(audio) + (g - 1) w (pred(audio) - pred(null)), w the region's and gate's weight.
         weight = region_weight(tuple(region), x_t.shape[1]) if region else 1.0
-        guided = (
-            cond[..., :half]
-            + (scale - 1.0) * weight * jnp.asarray(gate, diff.dtype)[:, None, None, None] * diff
-        )
-    elif region:
-        guided = cond[..., :half] + (scale - 1.0) * region_weight(tuple(region), x_t.shape[1]) * diff
+        if gate is not None:
+            weight = weight * jnp.asarray(gate, diff.dtype)[:, None, None, None]
+        guided = cond[..., :half] + (scale - 1.0) * weight * diff
     else:
         guided = uncond[..., :half] + scale * diff
     return jnp.concatenate([guided, cond[..., half:]], axis=-1)
@@ -225,6 +229,7 @@ def sample_frame(
             options.null_audio,
             options.audio_guidance,
             options.guidance_region,
+            grey=options.guidance_grey,
         )
         if options.guidance_interval and options.audio_guidance != 1.0:
             # Outside the interval one conditional pass instead of two.

@@ -76,7 +76,7 @@ def teacher_ddim_steps(
       z: [B, H, W, 3].
       condition: (identity, motion, audio) as the sampler passes them.
       options: the chain's parametrization, identity_relative, audio_guidance, null_audio,
-        guidance_region and guidance_interval
+        guidance_region, guidance_interval and guidance_grey
         (its sampler and eta are not read: the steps are DDIM with eta 0).
 
     Returns:
@@ -103,6 +103,7 @@ def teacher_ddim_steps(
             )
             if options.guidance_interval
             else None,
+            grey=options.guidance_grey,
         )
         out = output_to_eps(teacher, out, z_in, t, options.parametrization)
         z, _ = ddim_step(teacher, out, z, t, zeros, eta=0.0)

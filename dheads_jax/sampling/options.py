@@ -26,6 +26,7 @@ OVERRIDABLE = (
     "audio_guidance",
     "guidance_region",
     "guidance_interval",
+    "guidance_grey",
     "shared_noise",
     "stabilize",
     "stabilize_every",
@@ -64,6 +65,7 @@ class SamplingOptions:
       guidance_interval: [ours] () guides every step; (lo, hi) guides only the steps whose
         original timestep t has lo <= t / num_timesteps <= hi, the others take one plain
         conditional pass (``chain.guided_steps``).
+      guidance_grey: [ours] guide with the channel mean of the two passes' difference.
       identity_mask: [ours] the model's ``diffusion.identity_mask``: () or the box of the
         identity frame that the chain fills with its mean colour (as in training).
     """
@@ -85,6 +87,7 @@ class SamplingOptions:
     identity_relative: bool = False
     guidance_region: tuple[float, ...] = ()
     guidance_interval: tuple[float, ...] = ()
+    guidance_grey: bool = False
     identity_mask: tuple[float, ...] = ()
 
     def __post_init__(self):
@@ -184,6 +187,7 @@ class SamplingOptions:
             identity_relative=bool(config.diffusion.identity_relative),
             guidance_region=tuple(float(v) for v in s["guidance_region"]),
             guidance_interval=tuple(float(v) for v in s["guidance_interval"]),
+            guidance_grey=bool(s["guidance_grey"]),
             identity_mask=tuple(float(v) for v in config.diffusion.identity_mask),
         )
 

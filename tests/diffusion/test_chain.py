@@ -203,7 +203,7 @@ def test_a_guidance_interval_guides_only_its_steps_and_matches_a_hand_written_ch
 
     def toy(params, x_t, t, identity, motion, audio):
         a = audio.mean(axis=(1, 2))[:, None, None, None]
-        level = (t.astype(jnp.float32) / 1000.0)[:, None, None, None]
+        level = (t.astype(jnp.float32) / 1000.0)[:, None, None, None] * jnp.asarray([1.0, -0.5, 2.0])
         return jnp.concatenate([0.5 * x_t + level * a + 0.1 * identity, jnp.zeros_like(x_t)], axis=-1)
 
     rng = np.random.default_rng(6)
@@ -237,6 +237,9 @@ def test_a_guidance_interval_guides_only_its_steps_and_matches_a_hand_written_ch
     every = sampling.sample_frame(toy, None, schedule, keys, condition, options.replace(guidance_interval=()))
     none = sampling.sample_frame(toy, None, schedule, keys, condition, options.replace(audio_guidance=1.0))
     assert float(jnp.abs(chain - every).max()) > 1e-3 and float(jnp.abs(chain - none).max()) > 1e-3
+    # Grey guidance reaches the scan's guided steps.
+    grey = sampling.sample_frame(toy, None, schedule, keys, condition, options.replace(guidance_grey=True))
+    assert float(jnp.abs(grey - chain).max()) > 1e-3
     # An interval that holds every step is no interval.
     whole = sampling.sample_frame(
         toy, None, schedule, keys, condition, options.replace(guidance_interval=(0.0, 1.0))
@@ -273,3 +276,32 @@ def test_a_guidance_gate_guides_some_examples_of_a_batch():
     # As run_sample.py's list flag passes it.
     flagged = SamplingOptions.from_config(test_config.get_config(), guidance_interval=["0.4", "1"])
     assert flagged.guidance_interval == (0.4, 1.0)
+
+
+def test_grey_guidance_moves_every_channel_by_the_channel_mean_of_the_difference():
+    """[ours] guidance_grey: pred(audio) + (g - 1) mean_c(pred(audio) - pred(null)), the same
+    shift in R, G and B, so guidance changes how dark the frame is, not its colour; the
+    variance channels stay those of the audio pass, and the region and gate still apply."""
+
+    def toy(params, x_t, t, identity, motion, audio):
+        a = audio.mean(axis=(1, 2))[:, None, None, None] * jnp.asarray([1.0, -2.0, 4.0])
+        return jnp.concatenate([x_t * 0.5 + a, x_t * 0.0 + 2.0], axis=-1)
+
+    x = jnp.asarray(np.random.default_rng(8).normal(size=(2, 8, 8, 3)), jnp.float32)
+    audio, null = jnp.asarray([[[1.0, 1.0]], [[3.0, 3.0]]]), jnp.asarray([-1.0, -1.0])
+    args = (None, x, jnp.array([5, 5]), x, x[:, None], audio)
+    cond = np.asarray(toy(*args))
+    grey = np.asarray(sampling.guided_output(toy, *args, null, 4.0, grey=True))
+    # diff per channel = (a - null) * (1, -2, 4): its channel mean is (a + 1) * 1.
+    shift = 3.0 * (np.array([1.0, 3.0]) + 1.0)[:, None, None, None]
+    np.testing.assert_allclose(grey[..., :3], cond[..., :3] + shift, rtol=1e-6)
+    np.testing.assert_array_equal(grey[..., 3:], cond[..., 3:])
+    colour = np.asarray(sampling.guided_output(toy, *args, null, 4.0))
+    assert np.abs(colour - grey).max() > 1.0
+    boxed = np.asarray(sampling.guided_output(toy, *args, null, 4.0, (0.5, 1.0, 0.0, 1.0), grey=True))
+    np.testing.assert_array_equal(boxed[:, :3], cond[:, :3])  # above the box: unguided
+    gated = np.asarray(sampling.guided_output(toy, *args, null, 4.0, (), jnp.array([False, True]), grey=True))
+    np.testing.assert_array_equal(gated[0], cond[0])
+    np.testing.assert_allclose(gated[1], grey[1], rtol=1e-6)
+    flagged = SamplingOptions.from_config(test_config.get_config(), guidance_grey=True)
+    assert flagged.guidance_grey and not make_options().guidance_grey
