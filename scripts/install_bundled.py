@@ -74,7 +74,6 @@ def main(argv):
         report = json.load(f)
     with open(FLAGS.talking, encoding="utf-8") as f:
         talking = f.read().splitlines()
-    sampling = meta["config"]["sampling"]
     options = SamplingOptions.from_config(export.config_from_meta(meta))
     record = dict(
         command="bash scripts/bundled_model.sh",
@@ -83,11 +82,12 @@ def main(argv):
         seed=FLAGS.seed,
         data=DATA,
         sampling=dict(
-            sampler=sampling["sampler"],
-            steps=sampling["steps"],
-            audio_guidance=sampling["audio_guidance"],
-            guidance_region=sampling.get("guidance_region", []),
-            guidance_interval=sampling.get("guidance_interval", []),
+            sampler=options.sampler,
+            steps=options.steps,
+            audio_guidance=options.audio_guidance,
+            guidance_region=list(options.guidance_region),
+            guidance_interval=list(options.guidance_interval),
+            guidance_grey=options.guidance_grey,
             network_passes_per_frame=options.passes_per_frame(),
         ),
         held_out_grid=dict(clips=report.get("num_videos"), summary=report["summary"]),
